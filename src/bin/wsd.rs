@@ -1,0 +1,77 @@
+//! `wsd`: parse flags, load the config, start logging, run the server, and map
+//! errors to exit codes. Everything else lives in the library.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Parser;
+use wsd::config::{self, Config, ConfigError};
+use wsd::exit;
+
+/// A WebSocket echo server: every text message is answered with the configured
+/// prefix and the message, every binary message is echoed unchanged.
+#[derive(Parser, Debug)]
+#[command(
+    name = "wsd",
+    version,
+    after_help = "Examples:\n  \
+        wsd                                  # config/wsd.toml if present, else defaults (ws://localhost:12345)\n  \
+        wsd --config /etc/wsd.toml --bind 0.0.0.0:8080\n  \
+        wsd --print-config > my.toml         # start a config file from the effective settings\n\n\
+        Exit codes: 0 clean shutdown, 1 cannot listen, 2 bad config or usage."
+)]
+struct Args {
+    /// Config file (TOML). Default: config/wsd.toml if it exists, else built-in defaults.
+    #[arg(short, long, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Listen address, overriding server.bind (e.g. 127.0.0.1:9000, [::1]:9000, 0.0.0.0:12345).
+    #[arg(short, long, value_name = "HOST:PORT")]
+    bind: Option<String>,
+    /// Print the effective config as TOML and exit.
+    #[arg(long)]
+    print_config: bool,
+}
+
+fn load(args: &Args) -> Result<Config, ConfigError> {
+    let (mut config, path) = match &args.config {
+        Some(path) => (Config::load(path)?, path.clone()),
+        None if Path::new(config::DEFAULT_PATH).exists() => {
+            let path = PathBuf::from(config::DEFAULT_PATH);
+            (Config::load(&path)?, path)
+        }
+        None => (Config::default(), PathBuf::from("(built-in defaults)")),
+    };
+    if let Some(bind) = &args.bind {
+        config.server.bind = bind.clone();
+        config.validate(Path::new("--bind"))?;
+    }
+    config.validate(&path)?;
+    Ok(config)
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let config = match load(&args) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("wsd: {e}");
+            return ExitCode::from(exit::USAGE as u8);
+        }
+    };
+    if args.print_config {
+        print!("{}", config.to_toml());
+        return ExitCode::SUCCESS;
+    }
+    env_logger::Builder::new()
+        .parse_filters(&config.log.level)
+        .parse_default_env()
+        .init();
+    match actix_web::rt::System::new().block_on(wsd::server::run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("{e}");
+            eprintln!("wsd: {e}");
+            ExitCode::from(exit::FAILURE as u8)
+        }
+    }
+}

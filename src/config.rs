@@ -1,0 +1,369 @@
+//! The server's configuration: plain serde data, one [`load`] function, and
+//! validation whose messages name the file, the key and what was expected.
+//!
+//! Durations are written for people (`"5s"`, `"250ms"`), sizes too (`"1MiB"`,
+//! or a bare number of bytes). `Default` holds the built-in values, which are
+//! the same as the shipped `config/wsd.toml`.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Where `wsd` looks for its config when `--config` is not given.
+pub const DEFAULT_PATH: &str = "config/wsd.toml";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub session: SessionConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// `host:port`; a host name binds every address it resolves to.
+    pub bind: String,
+    /// The URL path of the WebSocket endpoint.
+    pub path: String,
+    /// Worker threads; 0 means one per CPU.
+    pub workers: usize,
+    /// Upgrades beyond this many live sessions get HTTP 503.
+    pub max_connections: usize,
+    /// How long a client may take to send its HTTP upgrade request.
+    #[serde(with = "human_duration")]
+    pub handshake_timeout: Duration,
+    /// How long shutdown waits for sessions to finish their closing handshake.
+    #[serde(with = "human_duration")]
+    pub shutdown_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionConfig {
+    /// How often the server pings each peer.
+    #[serde(with = "human_duration")]
+    pub heartbeat_interval: Duration,
+    /// A peer silent for this long is dropped.
+    #[serde(with = "human_duration")]
+    pub client_timeout: Duration,
+    /// How long a session waits for the peer's answer to a close it sent.
+    #[serde(with = "human_duration")]
+    pub close_timeout: Duration,
+    /// The largest message accepted, after reassembly of fragments.
+    #[serde(with = "human_size")]
+    pub max_message_size: usize,
+    /// Prepended to every text reply; empty makes a pure echo server.
+    pub reply_prefix: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `error`, `warn`, `info`, `debug`, `trace` or `off`; `RUST_LOG` wins.
+    pub level: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            bind: "localhost:12345".into(),
+            path: "/".into(),
+            workers: 0,
+            max_connections: 10_000,
+            handshake_timeout: Duration::from_secs(5),
+            shutdown_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            heartbeat_interval: Duration::from_secs(5),
+            client_timeout: Duration::from_secs(10),
+            close_timeout: Duration::from_secs(1),
+            max_message_size: 1 << 20,
+            reply_prefix: "Server received: ".into(),
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            server: ServerConfig::default(),
+            session: SessionConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+/// A config that could not be used. Every variant names the file, so a
+/// person running several servers knows which one to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read config file: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("{path}: key `{key}`: {message}")]
+    Invalid {
+        path: PathBuf,
+        key: String,
+        message: String,
+    },
+}
+
+impl Config {
+    /// Reads, parses and validates the config file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses and validates config text; `path` is only used in messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let deserializer = toml::Deserializer::parse(text).map_err(|e| ConfigError::Syntax {
+            path: path.to_owned(),
+            message: one_line(&e.to_string()),
+        })?;
+        let config: Config = serde_path_to_error::deserialize(deserializer).map_err(|e| {
+            let key = e.path().to_string();
+            let message = one_line(&e.into_inner().to_string());
+            if key == "." {
+                ConfigError::Syntax {
+                    path: path.to_owned(),
+                    message,
+                }
+            } else {
+                ConfigError::Invalid {
+                    path: path.to_owned(),
+                    key,
+                    message,
+                }
+            }
+        })?;
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    /// Checks the rules that types alone cannot express.
+    pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            key: key.into(),
+            message,
+        };
+        let s = &self.server;
+        let bind_ok = s
+            .bind
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+        if !bind_ok {
+            return Err(invalid(
+                "server.bind",
+                format!("expected host:port (e.g. \"localhost:12345\"), got {:?}", s.bind),
+            ));
+        }
+        if !s.path.starts_with('/') {
+            return Err(invalid(
+                "server.path",
+                format!("expected a path starting with '/', got {:?}", s.path),
+            ));
+        }
+        if s.max_connections == 0 {
+            return Err(invalid("server.max_connections", "must be at least 1".into()));
+        }
+        for (key, value) in [
+            ("server.handshake_timeout", s.handshake_timeout),
+            ("server.shutdown_timeout", s.shutdown_timeout),
+            ("session.heartbeat_interval", self.session.heartbeat_interval),
+            ("session.client_timeout", self.session.client_timeout),
+            ("session.close_timeout", self.session.close_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(invalid(key, "must be longer than zero".into()));
+            }
+        }
+        let session = &self.session;
+        if session.heartbeat_interval >= session.client_timeout {
+            return Err(invalid(
+                "session.heartbeat_interval",
+                format!(
+                    "must be shorter than session.client_timeout ({}), or a healthy peer \
+                     could time out before it is ever pinged; got {}",
+                    humantime::format_duration(session.client_timeout),
+                    humantime::format_duration(session.heartbeat_interval)
+                ),
+            ));
+        }
+        if session.max_message_size == 0 {
+            return Err(invalid(
+                "session.max_message_size",
+                "must be at least 1 byte".into(),
+            ));
+        }
+        if self.log.level.parse::<log::LevelFilter>().is_err() {
+            return Err(invalid(
+                "log.level",
+                format!(
+                    "expected one of off, error, warn, info, debug, trace; got {:?}",
+                    self.log.level
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The effective config as TOML, for `wsd --print-config`.
+    pub fn to_toml(&self) -> String {
+        // Serializing plain structs of strings, numbers and durations cannot fail.
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+    }
+}
+
+/// toml's errors span several lines (a source excerpt with a caret); a log line
+/// or a terminal message reads better as one.
+fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('|') && !l.starts_with("-->"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// `"5s"`, `"250ms"`, `"1m 30s"` via humantime.
+mod human_duration {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(value: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*value).to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Duration;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a duration such as \"5s\" or \"250ms\"")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Duration, E> {
+                humantime::parse_duration(v).map_err(|e| {
+                    E::custom(format!(
+                        "invalid duration {v:?} ({e}); expected e.g. \"5s\" or \"250ms\""
+                    ))
+                })
+            }
+        }
+        d.deserialize_str(Visitor)
+    }
+}
+
+/// `"1MiB"`, `"64KiB"`, `"10MB"` or a bare number of bytes.
+mod human_size {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(value: &usize, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format_size(*value))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = usize;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a size such as \"1MiB\", \"64KiB\" or a number of bytes")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<usize, E> {
+                usize::try_from(v)
+                    .map_err(|_| E::custom(format!("invalid size {v}; must not be negative")))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<usize, E> {
+                usize::try_from(v).map_err(|_| E::custom(format!("size {v} is too large")))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<usize, E> {
+                parse_size(v).ok_or_else(|| {
+                    E::custom(format!(
+                        "invalid size {v:?}; expected e.g. \"1MiB\", \"512KiB\" or a number of bytes"
+                    ))
+                })
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+const UNITS: [(&str, usize); 7] = [
+    ("gib", 1 << 30),
+    ("mib", 1 << 20),
+    ("kib", 1 << 10),
+    ("gb", 1_000_000_000),
+    ("mb", 1_000_000),
+    ("kb", 1_000),
+    ("b", 1),
+];
+
+/// Parses `"1MiB"`, `"64 KiB"`, `"10MB"`, `"512"`, `"512B"` (case-insensitive).
+pub fn parse_size(text: &str) -> Option<usize> {
+    let lower = text.trim().to_ascii_lowercase();
+    let (number, factor) = UNITS
+        .iter()
+        .find_map(|(unit, factor)| lower.strip_suffix(unit).map(|n| (n, *factor)))
+        .unwrap_or((&lower, 1));
+    number.trim().parse::<usize>().ok()?.checked_mul(factor)
+}
+
+/// The inverse of [`parse_size`] for the binary units, exact or in bytes.
+pub fn format_size(bytes: usize) -> String {
+    for (unit, factor) in [("GiB", 1usize << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
+        if bytes >= factor && bytes % factor == 0 {
+            return format!("{}{unit}", bytes / factor);
+        }
+    }
+    format!("{bytes}B")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_in_human_units() {
+        assert_eq!(parse_size("1MiB"), Some(1 << 20));
+        assert_eq!(parse_size("64 kib"), Some(64 << 10));
+        assert_eq!(parse_size("10MB"), Some(10_000_000));
+        assert_eq!(parse_size("512"), Some(512));
+        assert_eq!(parse_size("512B"), Some(512));
+        assert_eq!(parse_size("lots"), None);
+        assert_eq!(parse_size("-1KiB"), None);
+        for n in [1, 1023, 1024, 1 << 20, 3 << 30, 1_500_000] {
+            assert_eq!(parse_size(&format_size(n)), Some(n));
+        }
+    }
+
+    #[test]
+    fn defaults_round_trip_through_toml() {
+        let text = Config::default().to_toml();
+        let parsed = Config::parse(&text, Path::new("x.toml")).unwrap();
+        assert_eq!(parsed, Config::default());
+    }
+}

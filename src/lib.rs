@@ -1,0 +1,25 @@
+//! wsd: a WebSocket server (`wsd`) and client (`wsc`) built on actix.
+//!
+//! # Layout
+//!
+//! - [`config`]: the server's TOML config: serde types, loading, validation.
+//! - [`protocol`]: RFC 6455 rules with no I/O: close codes, the strict
+//!   incremental frame decoder, the reply format. Shared by server and client.
+//! - [`session`]: the actor that owns one WebSocket connection.
+//! - [`registry`]: the supervising actor that knows every session, and the
+//!   connection limit.
+//! - [`metrics`]: the counters behind `/metrics`.
+//! - [`server`]: the actix-web `app` factory (used by `wsd` and the tests) and
+//!   `run`, which adds listening, signals and graceful shutdown.
+//! - [`exit`]: the process exit codes both binaries use.
+//!
+//! Dependencies run one way: binaries -> `server` -> `session`/`registry` ->
+//! `protocol`.
+
+pub mod config;
+pub mod exit;
+pub mod metrics;
+pub mod protocol;
+pub mod registry;
+pub mod server;
+pub mod session;

@@ -1,0 +1,96 @@
+//! RFC 6455 rules, free of actors and I/O so that every rule is unit-testable.
+//!
+//! The server and the client share this module: close codes and their meaning,
+//! the strict incremental frame [`Decoder`], and the reply format.
+
+mod decoder;
+mod mask;
+
+pub use decoder::{CloseFrame, Decoder, Event, Role, Violation};
+pub use mask::apply_mask;
+
+/// Close codes from RFC 6455 section 7.4.1, chosen in one place so that every
+/// path that ends a connection says the same thing for the same cause.
+pub mod code {
+    /// The purpose of the connection has been fulfilled.
+    pub const NORMAL: u16 = 1000;
+    /// The server is shutting down (or the client navigates away).
+    pub const GOING_AWAY: u16 = 1001;
+    /// The peer broke a framing rule.
+    pub const PROTOCOL_ERROR: u16 = 1002;
+    /// A data type the endpoint cannot accept.
+    pub const UNSUPPORTED: u16 = 1003;
+    /// Never sent on the wire: "the close frame carried no code".
+    pub const NO_STATUS: u16 = 1005;
+    /// Never sent on the wire: "the connection dropped without a close frame".
+    pub const ABNORMAL: u16 = 1006;
+    /// Text that is not UTF-8, or a close reason that is not.
+    pub const INVALID_PAYLOAD: u16 = 1007;
+    /// A message larger than the configured limit.
+    pub const TOO_BIG: u16 = 1009;
+    /// Something went wrong on our side (also used for a peer that stops answering).
+    pub const INTERNAL_ERROR: u16 = 1011;
+}
+
+/// Whether `code` may appear in a close frame on the wire (RFC 6455 section 7.4).
+///
+/// 1004-1006 and 1015 are reserved or local-only, 1016-2999 are held for future
+/// RFCs, 3000-4999 belong to libraries and applications.
+pub fn is_valid_close_code(code: u16) -> bool {
+    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
+}
+
+/// A short human name for a close code, for logs and the client's output.
+pub fn close_code_name(code: u16) -> &'static str {
+    match code {
+        1000 => "normal",
+        1001 => "going away",
+        1002 => "protocol error",
+        1003 => "unsupported data",
+        1005 => "no status",
+        1006 => "abnormal closure",
+        1007 => "invalid payload",
+        1008 => "policy violation",
+        1009 => "message too big",
+        1010 => "mandatory extension",
+        1011 => "internal error",
+        1012 => "service restart",
+        1013 => "try again later",
+        1014 => "bad gateway",
+        3000..=3999 => "registered",
+        4000..=4999 => "private",
+        _ => "unknown",
+    }
+}
+
+/// The text reply to a text message: `prefix` followed by the message.
+///
+/// One allocation of the exact size; both halves are already valid UTF-8, so the
+/// result is too.
+pub fn reply_text(prefix: &str, message: &str) -> String {
+    let mut reply = String::with_capacity(prefix.len() + message.len());
+    reply.push_str(prefix);
+    reply.push_str(message);
+    reply
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_codes_follow_section_7_4() {
+        for valid in [1000, 1001, 1002, 1003, 1007, 1010, 1011, 1014, 3000, 3999, 4000, 4999] {
+            assert!(is_valid_close_code(valid), "{valid} should be valid");
+        }
+        for invalid in [0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535] {
+            assert!(!is_valid_close_code(invalid), "{invalid} should be invalid");
+        }
+    }
+
+    #[test]
+    fn reply_is_prefix_then_message() {
+        assert_eq!(reply_text("Server received: ", "hello"), "Server received: hello");
+        assert_eq!(reply_text("", "echo"), "echo");
+    }
+}
