@@ -1,0 +1,136 @@
+//! Helpers shared by the integration tests: start the real `app` on a test
+//! server, connect with an independent client (tokio-tungstenite) or with raw
+//! frames, and wait on events with a bound instead of sleeping.
+#![allow(dead_code)]
+
+pub mod raw;
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use wsd::config::Config;
+use wsd::server::{AppState, app};
+
+/// The bound for anything a test waits on. Generous: a loaded 2-core CI
+/// machine must not make a correct server look broken.
+pub const BOUND: Duration = Duration::from_secs(10);
+
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A config for tests: the shipped defaults with short timers.
+pub fn test_config() -> Config {
+    let mut config = Config::default();
+    config.server.bind = "127.0.0.1:0".into();
+    config.server.shutdown_timeout = Duration::from_secs(5);
+    config.session.heartbeat_interval = Duration::from_millis(250);
+    config.session.client_timeout = Duration::from_secs(5);
+    config.session.close_timeout = Duration::from_millis(500);
+    config
+}
+
+/// The real application on a real socket.
+pub struct TestWsd {
+    pub srv: actix_test::TestServer,
+    pub state: AppState,
+}
+
+impl TestWsd {
+    /// Starts the app with `config`. Call from inside an actix system
+    /// (`#[actix_web::test]`): the registry actor runs there.
+    pub fn start(config: Config) -> TestWsd {
+        let state = AppState::new(config);
+        let factory_state = state.clone();
+        let srv = actix_test::start(move || app(factory_state.clone()));
+        TestWsd { srv, state }
+    }
+
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.srv.addr()
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}{}", self.addr(), self.state.config().server.path)
+    }
+
+    /// Connects with tokio-tungstenite, an implementation independent of ours.
+    pub async fn connect(&self) -> Ws {
+        let (ws, _) = tokio::time::timeout(BOUND, tokio_tungstenite::connect_async(self.ws_url()))
+            .await
+            .expect("connect timed out")
+            .expect("connect failed");
+        ws
+    }
+
+    /// `/healthz` as JSON.
+    pub async fn health(&self) -> serde_json::Value {
+        let mut res = self.srv.get("/healthz").send().await.expect("healthz");
+        assert!(res.status().is_success());
+        res.json().await.expect("healthz json")
+    }
+
+    pub async fn sessions(&self) -> u64 {
+        self.health().await["sessions"].as_u64().expect("sessions")
+    }
+
+    /// The value of one metric line (`name` may include labels), or None.
+    pub async fn metric(&self, name: &str) -> Option<f64> {
+        let mut res = self.srv.get("/metrics").send().await.expect("metrics");
+        let body = res.body().await.expect("metrics body");
+        let text = String::from_utf8_lossy(&body).into_owned();
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+    }
+
+    /// Waits (bounded) until `/healthz` reports `n` sessions.
+    pub async fn wait_sessions(&self, n: u64) {
+        let ok = wait_until(BOUND, || async { self.sessions().await == n }).await;
+        assert!(ok, "sessions stayed at {}, expected {n}", self.sessions().await);
+    }
+}
+
+/// Polls `check` every 20 ms until it is true or `bound` passes.
+pub async fn wait_until<F, Fut>(bound: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + bound;
+    loop {
+        if check().await {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The next data or close message, skipping pings/pongs, within [`BOUND`].
+pub async fn next_message(ws: &mut Ws) -> Message {
+    loop {
+        let msg = tokio::time::timeout(BOUND, ws.next())
+            .await
+            .expect("no message within bound")
+            .expect("stream ended")
+            .expect("websocket error");
+        match msg {
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => return other,
+        }
+    }
+}
+
+/// Sends a text message and returns the text reply.
+pub async fn round_trip(ws: &mut Ws, text: &str) -> String {
+    ws.send(Message::text(text)).await.expect("send");
+    match next_message(ws).await {
+        Message::Text(t) => t.to_string(),
+        other => panic!("expected text, got {other:?}"),
+    }
+}
