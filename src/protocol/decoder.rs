@@ -488,7 +488,7 @@ mod tests {
     #[test]
     fn oversized_messages_fail_on_the_header_whole_or_fragmented() {
         let mut decoder = Decoder::new(Role::Server, 100);
-        let header = &frame(true, OP_BINARY, &[0; 101])[..4];
+        let header = &frame(true, OP_BINARY, &[0; 101])[..6];
         let err = decoder.decode(&mut Bytes::copy_from_slice(header)).unwrap_err();
         assert_eq!(err.code, code::TOO_BIG);
 
