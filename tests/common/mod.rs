@@ -42,9 +42,11 @@ impl TestWsd {
     /// Starts the app with `config`. Call from inside an actix system
     /// (`#[actix_web::test]`): the registry actor runs there.
     pub fn start(config: Config) -> TestWsd {
+        let server_config =
+            actix_test::config().client_request_timeout(config.server.handshake_timeout);
         let state = AppState::new(config);
         let factory_state = state.clone();
-        let srv = actix_test::start(move || app(factory_state.clone()));
+        let srv = actix_test::start_with(server_config, move || app(factory_state.clone()));
         TestWsd { srv, state }
     }
 
