@@ -1,0 +1,99 @@
+//! The heartbeat: the server pings on an interval and drops a silent peer.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::raw::{self, Frame, Read, RawClient};
+use common::{TestWsd, round_trip, test_config};
+use futures_util::StreamExt;
+use tokio_tungstenite::tungstenite::Message;
+
+fn fast_heartbeat() -> wsd::config::Config {
+    let mut config = test_config();
+    config.session.heartbeat_interval = Duration::from_millis(100);
+    config.session.client_timeout = Duration::from_millis(500);
+    config
+}
+
+#[actix_web::test]
+async fn the_server_pings_on_the_interval() {
+    let wsd = TestWsd::start(fast_heartbeat());
+    let mut client = RawClient::connect(wsd.addr()).await;
+    for _ in 0..3 {
+        match client.read().await {
+            Read::Frame(f) => assert_eq!(f.opcode, raw::PING, "unexpected {f:?}"),
+            Read::Eof => panic!("closed while waiting for pings"),
+        }
+        client.send(&Frame::new(raw::PONG, Vec::new())).await;
+    }
+}
+
+#[actix_web::test]
+async fn a_peer_that_never_answers_is_dropped_within_the_timeout() {
+    let config = fast_heartbeat();
+    let timeout = config.session.client_timeout;
+    let wsd = TestWsd::start(config);
+    let started = Instant::now();
+    let mut client = RawClient::connect(wsd.addr()).await;
+    // Read (pings arrive) but never answer anything.
+    let close = loop {
+        match client.read().await {
+            Read::Frame(f) if f.opcode == raw::PING => continue,
+            Read::Frame(f) => break f,
+            Read::Eof => panic!("dropped without a close frame"),
+        }
+    };
+    let waited = started.elapsed();
+    assert_eq!(close.close_code(), Some(1011), "{close:?}");
+    assert_eq!(&close.payload[2..], b"heartbeat timeout");
+    assert!(waited >= timeout, "dropped after {waited:?}, before the {timeout:?} timeout");
+    client.expect_eof().await;
+    wsd.wait_sessions(0).await;
+    assert_eq!(
+        wsd.metric("wsd_sessions_closed_total{reason=\"heartbeat_timeout\"}").await,
+        Some(1.0)
+    );
+}
+
+#[actix_web::test]
+async fn a_peer_that_answers_pings_stays_connected() {
+    let config = fast_heartbeat();
+    let timeout = config.session.client_timeout;
+    let wsd = TestWsd::start(config);
+    let mut ws = wsd.connect().await;
+    // tokio-tungstenite answers pings while it is being read. Read for four
+    // client timeouts: the connection must survive all of it.
+    let until = tokio::time::Instant::now() + timeout * 4;
+    let mut pings = 0;
+    while let Ok(next) = tokio::time::timeout_at(until, ws.next()).await {
+        match next {
+            Some(Ok(Message::Ping(_))) => pings += 1,
+            other => panic!("unexpected {other:?} while idle"),
+        }
+    }
+    assert!(pings >= 4, "only {pings} pings in {:?}", timeout * 4);
+    assert_eq!(round_trip(&mut ws, "still here").await, "Server received: still here");
+    assert_eq!(wsd.sessions().await, 1);
+}
+
+#[actix_web::test]
+async fn any_frame_counts_as_a_sign_of_life() {
+    let config = fast_heartbeat();
+    let timeout = config.session.client_timeout;
+    let wsd = TestWsd::start(config);
+    let mut client = RawClient::connect(wsd.addr()).await;
+    // Never answer a ping, but keep sending messages: the peer is alive.
+    let until = Instant::now() + timeout * 4;
+    while Instant::now() < until {
+        client.send(&Frame::text("tick")).await;
+        loop {
+            let f = client.next_frame().await;
+            assert_ne!(f.opcode, raw::CLOSE, "dropped a talking peer: {f:?}");
+            if f.opcode == raw::TEXT {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
