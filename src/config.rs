@@ -246,9 +246,15 @@ fn one_line(message: &str) -> String {
     message
         .lines()
         .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('|') && !l.starts_with("-->"))
+        .filter(|l| !l.is_empty() && !is_excerpt(l))
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+/// A line of toml's source excerpt: `2 | key = 1`, `|`, `^^^`.
+fn is_excerpt(line: &str) -> bool {
+    let rest = line.trim_start_matches(|c: char| c.is_ascii_digit()).trim_start();
+    rest.starts_with('|') || rest.starts_with('^') || line.starts_with("-->")
 }
 
 /// `"5s"`, `"250ms"`, `"1m 30s"` via humantime.

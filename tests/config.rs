@@ -1,0 +1,83 @@
+//! Config loading: every way a file can be wrong gives one message naming the
+//! file, the key and what was expected.
+
+use std::path::Path;
+use std::time::Duration;
+
+use wsd::config::{Config, ConfigError};
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(text, Path::new("bad.toml"))
+}
+
+#[test]
+fn the_shipped_config_file_holds_the_built_in_defaults() {
+    let shipped = Config::load(Path::new("config/wsd.toml")).expect("shipped config loads");
+    assert_eq!(shipped, Config::default());
+}
+
+#[test]
+fn an_empty_file_means_defaults() {
+    assert_eq!(parse("").unwrap(), Config::default());
+}
+
+#[test]
+fn human_units_are_understood() {
+    let config = parse(
+        "[session]\nheartbeat_interval = \"250ms\"\nclient_timeout = \"1m 30s\"\n\
+         max_message_size = \"16MiB\"\n[server]\nmax_connections = 5\n",
+    )
+    .unwrap();
+    assert_eq!(config.session.heartbeat_interval, Duration::from_millis(250));
+    assert_eq!(config.session.client_timeout, Duration::from_secs(90));
+    assert_eq!(config.session.max_message_size, 16 << 20);
+    assert_eq!(config.server.max_connections, 5);
+    let bytes = parse("[session]\nmax_message_size = 4096\n").unwrap();
+    assert_eq!(bytes.session.max_message_size, 4096);
+}
+
+/// (what is wrong, file text, key the message must name, words it must contain)
+const BAD: &[(&str, &str, &str, &str)] = &[
+    ("unknown key", "[server]\nbindd = \"x:1\"\n", "server.bindd", "unknown field `bindd`"),
+    ("unknown section", "[sever]\nbind = \"x:1\"\n", "", "unknown field `sever`"),
+    ("wrong type", "[server]\nworkers = \"four\"\n", "server.workers", "invalid type"),
+    ("bad duration", "[session]\nclient_timeout = \"10 parsecs\"\n", "session.client_timeout", "invalid duration"),
+    ("duration as number", "[session]\nclient_timeout = 10\n", "session.client_timeout", "duration"),
+    ("bad size", "[session]\nmax_message_size = \"big\"\n", "session.max_message_size", "invalid size"),
+    ("negative size", "[session]\nmax_message_size = -1\n", "session.max_message_size", "negative"),
+    ("zero size", "[session]\nmax_message_size = 0\n", "session.max_message_size", "at least 1"),
+    (
+        "heartbeat not shorter than timeout",
+        "[session]\nheartbeat_interval = \"10s\"\nclient_timeout = \"10s\"\n",
+        "session.heartbeat_interval",
+        "shorter than session.client_timeout",
+    ),
+    ("zero duration", "[server]\nhandshake_timeout = \"0s\"\n", "server.handshake_timeout", "longer than zero"),
+    ("bad bind", "[server]\nbind = \"localhost\"\n", "server.bind", "host:port"),
+    ("bad path", "[server]\npath = \"ws\"\n", "server.path", "starting with '/'"),
+    ("zero connections", "[server]\nmax_connections = 0\n", "server.max_connections", "at least 1"),
+    ("bad log level", "[log]\nlevel = \"loud\"\n", "log.level", "expected one of"),
+    ("not toml", "[server\nbind = 1\n", "", "bad.toml"),
+];
+
+#[test]
+fn every_bad_config_names_the_file_the_key_and_the_problem() {
+    for (what, text, key, words) in BAD {
+        let err = parse(text).expect_err(what);
+        let message = err.to_string();
+        assert!(message.starts_with("bad.toml: "), "{what}: {message}");
+        if !key.is_empty() {
+            assert!(message.contains(&format!("`{key}`")), "{what}: no key in {message}");
+        }
+        assert!(message.contains(words), "{what}: {message:?} lacks {words:?}");
+        assert!(!message.contains('\n'), "{what}: message spans lines: {message}");
+        eprintln!("{what}: {message}");
+    }
+}
+
+#[test]
+fn an_unreadable_file_is_named() {
+    let err = Config::load(Path::new("no/such/wsd.toml")).unwrap_err();
+    assert!(matches!(err, ConfigError::Read { .. }));
+    assert!(err.to_string().starts_with("no/such/wsd.toml: cannot read config file"));
+}
