@@ -14,7 +14,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// Where `wsd` looks for its config when `--config` is not given.
 pub const DEFAULT_PATH: &str = "config/wsd.toml";
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub server: ServerConfig,
@@ -100,16 +100,6 @@ impl Default for LogConfig {
     }
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            server: ServerConfig::default(),
-            session: SessionConfig::default(),
-            log: LogConfig::default(),
-        }
-    }
-}
-
 /// A config that could not be used. Every variant names the file, so a
 /// person running several servers knows which one to fix.
 #[derive(Debug, thiserror::Error)]
@@ -180,7 +170,10 @@ impl Config {
         if !bind_ok {
             return Err(invalid(
                 "server.bind",
-                format!("expected host:port (e.g. \"localhost:12345\"), got {:?}", s.bind),
+                format!(
+                    "expected host:port (e.g. \"localhost:12345\"), got {:?}",
+                    s.bind
+                ),
             ));
         }
         if !s.path.starts_with('/') {
@@ -190,12 +183,18 @@ impl Config {
             ));
         }
         if s.max_connections == 0 {
-            return Err(invalid("server.max_connections", "must be at least 1".into()));
+            return Err(invalid(
+                "server.max_connections",
+                "must be at least 1".into(),
+            ));
         }
         for (key, value) in [
             ("server.handshake_timeout", s.handshake_timeout),
             ("server.shutdown_timeout", s.shutdown_timeout),
-            ("session.heartbeat_interval", self.session.heartbeat_interval),
+            (
+                "session.heartbeat_interval",
+                self.session.heartbeat_interval,
+            ),
             ("session.client_timeout", self.session.client_timeout),
             ("session.close_timeout", self.session.close_timeout),
         ] {
@@ -253,7 +252,9 @@ fn one_line(message: &str) -> String {
 
 /// A line of toml's source excerpt: `2 | key = 1`, `|`, `^^^`.
 fn is_excerpt(line: &str) -> bool {
-    let rest = line.trim_start_matches(|c: char| c.is_ascii_digit()).trim_start();
+    let rest = line
+        .trim_start_matches(|c: char| c.is_ascii_digit())
+        .trim_start();
     rest.starts_with('|') || rest.starts_with('^') || line.starts_with("-->")
 }
 
@@ -341,7 +342,7 @@ pub fn parse_size(text: &str) -> Option<usize> {
 /// The inverse of [`parse_size`] for the binary units, exact or in bytes.
 pub fn format_size(bytes: usize) -> String {
     for (unit, factor) in [("GiB", 1usize << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
-        if bytes >= factor && bytes % factor == 0 {
+        if bytes >= factor && bytes.is_multiple_of(factor) {
             return format!("{}{unit}", bytes / factor);
         }
     }

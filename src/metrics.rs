@@ -154,7 +154,8 @@ impl Metrics {
         out
     }
 
-    pub const CONTENT_TYPE: &'static str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+    pub const CONTENT_TYPE: &'static str =
+        prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 }
 
 /// A session's own traffic counts since its last flush.

@@ -100,7 +100,11 @@ impl Handler<Connect> for Registry {
             // It slipped in between the listener pausing and the drain.
             msg.addr.do_send(GoingAway);
         }
-        log::trace!("registry: session {} from {:?} registered", msg.id, msg.peer);
+        log::trace!(
+            "registry: session {} from {:?} registered",
+            msg.id,
+            msg.peer
+        );
         self.sessions.insert(
             msg.id,
             Entry {

@@ -86,8 +86,9 @@ pub fn app(
 }
 
 /// Checks the opening handshake ourselves before actix-web-actors does, so
-/// each fault gets the status RFC 6455 section 4.2.2 asks for.
-fn check_handshake(req: &HttpRequest) -> Result<(), HttpResponse> {
+/// each fault gets the status RFC 6455 section 4.2.2 asks for. `Some` is the
+/// refusal to send.
+fn refuse_handshake(req: &HttpRequest) -> Option<HttpResponse> {
     let headers = req.headers();
     let has_token = |name: header::HeaderName, token: &str| {
         headers.get_all(name).any(|v| {
@@ -96,33 +97,42 @@ fn check_handshake(req: &HttpRequest) -> Result<(), HttpResponse> {
         })
     };
     if !has_token(header::UPGRADE, "websocket") {
-        return Err(HttpResponse::build(StatusCode::UPGRADE_REQUIRED)
+        return Some(HttpResponse::build(StatusCode::UPGRADE_REQUIRED)
             .insert_header((header::UPGRADE, "websocket"))
             .insert_header((header::CONNECTION, "Upgrade"))
             .insert_header((header::SEC_WEBSOCKET_VERSION, "13"))
             .body("This is a WebSocket endpoint: connect with a WebSocket client, e.g. wscat -c ws://HOST:PORT\n"));
     }
     if req.method() != Method::GET {
-        return Err(HttpResponse::MethodNotAllowed()
-            .insert_header((header::ALLOW, "GET"))
-            .body("WebSocket upgrades must use GET\n"));
+        return Some(
+            HttpResponse::MethodNotAllowed()
+                .insert_header((header::ALLOW, "GET"))
+                .body("WebSocket upgrades must use GET\n"),
+        );
     }
     if !has_token(header::CONNECTION, "upgrade") {
-        return Err(HttpResponse::BadRequest().body("missing `Connection: Upgrade`\n"));
+        return Some(HttpResponse::BadRequest().body("missing `Connection: Upgrade`\n"));
     }
-    if headers.get(header::SEC_WEBSOCKET_VERSION).is_none_or(|v| v != "13") {
-        return Err(HttpResponse::build(StatusCode::UPGRADE_REQUIRED)
-            .insert_header((header::SEC_WEBSOCKET_VERSION, "13"))
-            .body("unsupported Sec-WebSocket-Version; this server speaks version 13\n"));
+    if headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .is_none_or(|v| v != "13")
+    {
+        return Some(
+            HttpResponse::build(StatusCode::UPGRADE_REQUIRED)
+                .insert_header((header::SEC_WEBSOCKET_VERSION, "13"))
+                .body("unsupported Sec-WebSocket-Version; this server speaks version 13\n"),
+        );
     }
     let key_ok = headers
         .get(header::SEC_WEBSOCKET_KEY)
         .is_some_and(|k| is_valid_key(k.as_bytes()));
     if !key_ok {
-        return Err(HttpResponse::BadRequest()
-            .body("missing or malformed Sec-WebSocket-Key (16 bytes, base64)\n"));
+        return Some(
+            HttpResponse::BadRequest()
+                .body("missing or malformed Sec-WebSocket-Key (16 bytes, base64)\n"),
+        );
     }
-    Ok(())
+    None
 }
 
 /// A key is 16 random bytes in base64: 22 significant characters and `==`.
@@ -139,7 +149,7 @@ async fn upgrade(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    if let Err(refusal) = check_handshake(&req) {
+    if let Some(refusal) = refuse_handshake(&req) {
         return refusal;
     }
     let Some(slot) = state.admission.try_admit() else {

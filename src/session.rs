@@ -102,14 +102,26 @@ impl Session {
 
     /// Sends a close frame and stops: for faults, where nothing the peer says
     /// afterwards could matter (RFC 6455 section 7.1.7, "fail the connection").
-    fn fail(&mut self, ctx: &mut WebsocketContext<Self>, code: u16, reason: &str, cause: CloseCause) {
+    fn fail(
+        &mut self,
+        ctx: &mut WebsocketContext<Self>,
+        code: u16,
+        reason: &str,
+        cause: CloseCause,
+    ) {
         ctx.close(Some(close_reason(code, reason)));
         self.end(cause, code, reason);
         ctx.stop();
     }
 
     /// Sends a close frame and waits (up to `close_timeout`) for the peer's.
-    fn begin_close(&mut self, ctx: &mut WebsocketContext<Self>, code: u16, reason: &str, cause: CloseCause) {
+    fn begin_close(
+        &mut self,
+        ctx: &mut WebsocketContext<Self>,
+        code: u16,
+        reason: &str,
+        cause: CloseCause,
+    ) {
         if self.closing {
             return;
         }
@@ -117,7 +129,11 @@ impl Session {
         self.closing = true;
         self.end(cause, code, reason);
         ctx.run_later(self.config.close_timeout, |act, ctx| {
-            log::debug!("session {}: no close reply from {}, dropping", act.id, act.peer());
+            log::debug!(
+                "session {}: no close reply from {}, dropping",
+                act.id,
+                act.peer()
+            );
             ctx.stop();
         });
     }
@@ -150,7 +166,12 @@ impl Session {
                 self.peer(),
                 humantime::format_duration(round_ms(silent))
             );
-            self.fail(ctx, code::INTERNAL_ERROR, "heartbeat timeout", CloseCause::HeartbeatTimeout);
+            self.fail(
+                ctx,
+                code::INTERNAL_ERROR,
+                "heartbeat timeout",
+                CloseCause::HeartbeatTimeout,
+            );
             return;
         }
         ctx.ping(b"");
@@ -167,7 +188,12 @@ impl Session {
                 let Ok(text) = ByteString::try_from(bytes) else {
                     // The decoder validated it already; this cannot happen, but a
                     // peer must never be able to make us panic.
-                    self.fail(ctx, code::INVALID_PAYLOAD, "text is not valid UTF-8", CloseCause::InvalidPayload);
+                    self.fail(
+                        ctx,
+                        code::INVALID_PAYLOAD,
+                        "text is not valid UTF-8",
+                        CloseCause::InvalidPayload,
+                    );
                     return;
                 };
                 let reply = if self.config.reply_prefix.is_empty() {
@@ -214,7 +240,11 @@ impl Session {
         // Echo the peer's code (section 5.5.1); a close without one is answered
         // with a close without one.
         ctx.close((code != code::NO_STATUS).then(|| close_reason(code, "")));
-        self.ending = Some(Ending { cause, code, reason });
+        self.ending = Some(Ending {
+            cause,
+            code,
+            reason,
+        });
         ctx.stop();
     }
 }
@@ -323,7 +353,12 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Session {
             })),
             Ok(ws::Message::Nop) => return,
             Ok(ws::Message::Continuation(_)) | Err(_) => {
-                self.fail(ctx, code::PROTOCOL_ERROR, "protocol error", CloseCause::ProtocolError);
+                self.fail(
+                    ctx,
+                    code::PROTOCOL_ERROR,
+                    "protocol error",
+                    CloseCause::ProtocolError,
+                );
                 return;
             }
         };
@@ -335,7 +370,12 @@ impl Handler<GoingAway> for Session {
     type Result = ();
 
     fn handle(&mut self, _: GoingAway, ctx: &mut Self::Context) {
-        self.begin_close(ctx, code::GOING_AWAY, "server shutting down", CloseCause::Shutdown);
+        self.begin_close(
+            ctx,
+            code::GOING_AWAY,
+            "server shutting down",
+            CloseCause::Shutdown,
+        );
     }
 }
 

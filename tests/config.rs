@@ -28,7 +28,10 @@ fn human_units_are_understood() {
          max_message_size = \"16MiB\"\n[server]\nmax_connections = 5\n",
     )
     .unwrap();
-    assert_eq!(config.session.heartbeat_interval, Duration::from_millis(250));
+    assert_eq!(
+        config.session.heartbeat_interval,
+        Duration::from_millis(250)
+    );
     assert_eq!(config.session.client_timeout, Duration::from_secs(90));
     assert_eq!(config.session.max_message_size, 16 << 20);
     assert_eq!(config.server.max_connections, 5);
@@ -38,25 +41,90 @@ fn human_units_are_understood() {
 
 /// (what is wrong, file text, key the message must name, words it must contain)
 const BAD: &[(&str, &str, &str, &str)] = &[
-    ("unknown key", "[server]\nbindd = \"x:1\"\n", "server.bindd", "unknown field `bindd`"),
-    ("unknown section", "[sever]\nbind = \"x:1\"\n", "", "unknown field `sever`"),
-    ("wrong type", "[server]\nworkers = \"four\"\n", "server.workers", "invalid type"),
-    ("bad duration", "[session]\nclient_timeout = \"10 parsecs\"\n", "session.client_timeout", "invalid duration"),
-    ("duration as number", "[session]\nclient_timeout = 10\n", "session.client_timeout", "duration"),
-    ("bad size", "[session]\nmax_message_size = \"big\"\n", "session.max_message_size", "invalid size"),
-    ("negative size", "[session]\nmax_message_size = -1\n", "session.max_message_size", "negative"),
-    ("zero size", "[session]\nmax_message_size = 0\n", "session.max_message_size", "at least 1"),
+    (
+        "unknown key",
+        "[server]\nbindd = \"x:1\"\n",
+        "server.bindd",
+        "unknown field `bindd`",
+    ),
+    (
+        "unknown section",
+        "[sever]\nbind = \"x:1\"\n",
+        "",
+        "unknown field `sever`",
+    ),
+    (
+        "wrong type",
+        "[server]\nworkers = \"four\"\n",
+        "server.workers",
+        "invalid type",
+    ),
+    (
+        "bad duration",
+        "[session]\nclient_timeout = \"10 parsecs\"\n",
+        "session.client_timeout",
+        "invalid duration",
+    ),
+    (
+        "duration as number",
+        "[session]\nclient_timeout = 10\n",
+        "session.client_timeout",
+        "duration",
+    ),
+    (
+        "bad size",
+        "[session]\nmax_message_size = \"big\"\n",
+        "session.max_message_size",
+        "invalid size",
+    ),
+    (
+        "negative size",
+        "[session]\nmax_message_size = -1\n",
+        "session.max_message_size",
+        "negative",
+    ),
+    (
+        "zero size",
+        "[session]\nmax_message_size = 0\n",
+        "session.max_message_size",
+        "at least 1",
+    ),
     (
         "heartbeat not shorter than timeout",
         "[session]\nheartbeat_interval = \"10s\"\nclient_timeout = \"10s\"\n",
         "session.heartbeat_interval",
         "shorter than session.client_timeout",
     ),
-    ("zero duration", "[server]\nhandshake_timeout = \"0s\"\n", "server.handshake_timeout", "longer than zero"),
-    ("bad bind", "[server]\nbind = \"localhost\"\n", "server.bind", "host:port"),
-    ("bad path", "[server]\npath = \"ws\"\n", "server.path", "starting with '/'"),
-    ("zero connections", "[server]\nmax_connections = 0\n", "server.max_connections", "at least 1"),
-    ("bad log level", "[log]\nlevel = \"loud\"\n", "log.level", "expected one of"),
+    (
+        "zero duration",
+        "[server]\nhandshake_timeout = \"0s\"\n",
+        "server.handshake_timeout",
+        "longer than zero",
+    ),
+    (
+        "bad bind",
+        "[server]\nbind = \"localhost\"\n",
+        "server.bind",
+        "host:port",
+    ),
+    (
+        "bad path",
+        "[server]\npath = \"ws\"\n",
+        "server.path",
+        "starting with '/'",
+    ),
+    (
+        "zero connections",
+        "[server]\nmax_connections = 0\n",
+        "server.max_connections",
+        "at least 1",
+    ),
+    (
+        "bad log level",
+        "[log]\nlevel = \"loud\"\n",
+        "log.level",
+        "expected one of",
+    ),
     ("not toml", "[server\nbind = 1\n", "", "bad.toml"),
 ];
 
@@ -67,10 +135,19 @@ fn every_bad_config_names_the_file_the_key_and_the_problem() {
         let message = err.to_string();
         assert!(message.starts_with("bad.toml: "), "{what}: {message}");
         if !key.is_empty() {
-            assert!(message.contains(&format!("`{key}`")), "{what}: no key in {message}");
+            assert!(
+                message.contains(&format!("`{key}`")),
+                "{what}: no key in {message}"
+            );
         }
-        assert!(message.contains(words), "{what}: {message:?} lacks {words:?}");
-        assert!(!message.contains('\n'), "{what}: message spans lines: {message}");
+        assert!(
+            message.contains(words),
+            "{what}: {message:?} lacks {words:?}"
+        );
+        assert!(
+            !message.contains('\n'),
+            "{what}: message spans lines: {message}"
+        );
         eprintln!("{what}: {message}");
     }
 }
@@ -79,5 +156,8 @@ fn every_bad_config_names_the_file_the_key_and_the_problem() {
 fn an_unreadable_file_is_named() {
     let err = Config::load(Path::new("no/such/wsd.toml")).unwrap_err();
     assert!(matches!(err, ConfigError::Read { .. }));
-    assert!(err.to_string().starts_with("no/such/wsd.toml: cannot read config file"));
+    assert!(
+        err.to_string()
+            .starts_with("no/such/wsd.toml: cannot read config file")
+    );
 }

@@ -16,7 +16,10 @@ async fn text_is_answered_with_the_configured_prefix() {
     let mut ws = wsd.connect().await;
     assert_eq!(round_trip(&mut ws, "hello").await, "Server received: hello");
     assert_eq!(round_trip(&mut ws, "").await, "Server received: ");
-    assert_eq!(round_trip(&mut ws, "ünïcødé ✓").await, "Server received: ünïcødé ✓");
+    assert_eq!(
+        round_trip(&mut ws, "ünïcødé ✓").await,
+        "Server received: ünïcødé ✓"
+    );
 }
 
 #[actix_web::test]
@@ -41,7 +44,9 @@ async fn binary_is_echoed_unchanged_as_binary() {
 async fn ping_is_answered_with_a_pong_carrying_the_same_payload() {
     let wsd = TestWsd::start(test_config());
     let mut client = RawClient::connect(wsd.addr()).await;
-    client.send(&Frame::new(raw::PING, b"are you there?".to_vec())).await;
+    client
+        .send(&Frame::new(raw::PING, b"are you there?".to_vec()))
+        .await;
     let pong = client.next_frame().await;
     assert_eq!(pong.opcode, raw::PONG);
     assert_eq!(pong.payload, b"are you there?");
@@ -79,7 +84,11 @@ async fn an_independent_client_sees_a_clean_close() {
         other => panic!("expected a close frame, got {other:?}"),
     }
     wsd.wait_sessions(0).await;
-    assert_eq!(wsd.metric("wsd_sessions_closed_total{reason=\"normal\"}").await, Some(1.0));
+    assert_eq!(
+        wsd.metric("wsd_sessions_closed_total{reason=\"normal\"}")
+            .await,
+        Some(1.0)
+    );
 }
 
 #[actix_web::test]
@@ -125,7 +134,8 @@ async fn invalid_utf8_text_closes_with_1007() {
     client.expect_close(1007).await;
     wsd.wait_sessions(0).await;
     assert_eq!(
-        wsd.metric("wsd_sessions_closed_total{reason=\"invalid_payload\"}").await,
+        wsd.metric("wsd_sessions_closed_total{reason=\"invalid_payload\"}")
+            .await,
         Some(1.0)
     );
 }
@@ -143,7 +153,10 @@ async fn traffic_is_counted_in_metrics() {
     assert_eq!(wsd.metric("wsd_messages_sent_total").await, Some(3.0));
     assert_eq!(wsd.metric("wsd_bytes_received_total").await, Some(9.0));
     let reply_len = "Server received: abc".len() as f64;
-    assert_eq!(wsd.metric("wsd_bytes_sent_total").await, Some(3.0 * reply_len));
+    assert_eq!(
+        wsd.metric("wsd_bytes_sent_total").await,
+        Some(3.0 * reply_len)
+    );
     assert_eq!(wsd.metric("wsd_sessions_opened_total").await, Some(1.0));
     assert_eq!(wsd.metric("wsd_sessions_active").await, Some(0.0));
 }
@@ -164,5 +177,8 @@ async fn the_endpoint_path_comes_from_config() {
     let (_, status, _) = raw::handshake(wsd.addr(), "/", &[]).await;
     assert_eq!(status, 404);
     let mut ws = wsd.connect().await;
-    assert_eq!(round_trip(&mut ws, "at /ws").await, "Server received: at /ws");
+    assert_eq!(
+        round_trip(&mut ws, "at /ws").await,
+        "Server received: at /ws"
+    );
 }

@@ -4,7 +4,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::raw::{self, Frame, Read, RawClient};
+use common::raw::{self, Frame, RawClient, Read};
 use common::{TestWsd, round_trip, test_config};
 use futures_util::StreamExt;
 use tokio_tungstenite::tungstenite::Message;
@@ -47,11 +47,15 @@ async fn a_peer_that_never_answers_is_dropped_within_the_timeout() {
     let waited = started.elapsed();
     assert_eq!(close.close_code(), Some(1011), "{close:?}");
     assert_eq!(&close.payload[2..], b"heartbeat timeout");
-    assert!(waited >= timeout, "dropped after {waited:?}, before the {timeout:?} timeout");
+    assert!(
+        waited >= timeout,
+        "dropped after {waited:?}, before the {timeout:?} timeout"
+    );
     client.expect_eof().await;
     wsd.wait_sessions(0).await;
     assert_eq!(
-        wsd.metric("wsd_sessions_closed_total{reason=\"heartbeat_timeout\"}").await,
+        wsd.metric("wsd_sessions_closed_total{reason=\"heartbeat_timeout\"}")
+            .await,
         Some(1.0)
     );
 }
@@ -73,7 +77,10 @@ async fn a_peer_that_answers_pings_stays_connected() {
         }
     }
     assert!(pings >= 4, "only {pings} pings in {:?}", timeout * 4);
-    assert_eq!(round_trip(&mut ws, "still here").await, "Server received: still here");
+    assert_eq!(
+        round_trip(&mut ws, "still here").await,
+        "Server received: still here"
+    );
     assert_eq!(wsd.sessions().await, 1);
 }
 

@@ -20,7 +20,10 @@ async fn max_connections_refuses_with_503_then_admits_when_a_slot_frees() {
 
     let (_, status, head) = raw::handshake(wsd.addr(), "/", &[]).await;
     assert_eq!(status, 503, "{head}");
-    assert_eq!(wsd.metric("wsd_connections_rejected_total").await, Some(1.0));
+    assert_eq!(
+        wsd.metric("wsd_connections_rejected_total").await,
+        Some(1.0)
+    );
     // HTTP endpoints are not counted against the limit.
     assert_eq!(wsd.sessions().await, 2);
 
@@ -46,7 +49,8 @@ async fn a_message_over_the_limit_closes_with_1009_as_one_frame() {
     client.expect_close(1009).await;
     wsd.wait_sessions(0).await;
     assert_eq!(
-        wsd.metric("wsd_sessions_closed_total{reason=\"message_too_big\"}").await,
+        wsd.metric("wsd_sessions_closed_total{reason=\"message_too_big\"}")
+            .await,
         Some(1.0)
     );
 }
@@ -83,7 +87,8 @@ async fn sessions_that_vanish_without_a_close_are_all_unregistered() {
     }
     wsd.wait_sessions(0).await;
     assert_eq!(
-        wsd.metric("wsd_sessions_closed_total{reason=\"abnormal\"}").await,
+        wsd.metric("wsd_sessions_closed_total{reason=\"abnormal\"}")
+            .await,
         Some(200.0)
     );
     // And the server is fine.
@@ -103,11 +108,17 @@ async fn a_client_that_never_finishes_its_upgrade_is_dropped_and_delays_no_one()
 
     // Someone else is served meanwhile.
     let mut ws = wsd.connect().await;
-    assert_eq!(round_trip(&mut ws, "not delayed").await, "Server received: not delayed");
+    assert_eq!(
+        round_trip(&mut ws, "not delayed").await,
+        "Server received: not delayed"
+    );
 
     // The slow one is cut off (a 408 or a bare close, then EOF) well before
     // actix's own 5 s default could have done it.
     let mut sink = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(3), slow.read_to_end(&mut sink)).await;
-    assert!(read.is_ok(), "half-open upgrade was held past handshake_timeout");
+    assert!(
+        read.is_ok(),
+        "half-open upgrade was held past handshake_timeout"
+    );
 }

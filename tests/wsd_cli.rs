@@ -49,10 +49,11 @@ fn wait_bounded(child: &mut Child) {
 fn print_config_prints_the_effective_config_as_toml() {
     let dir = tempfile::tempdir().unwrap();
     let path = write_config(dir.path(), "[session]\nreply_prefix = \"got: \"\n");
-    let out = run(wsd()
-        .arg("--config")
-        .arg(&path)
-        .args(["--bind", "127.0.0.1:9999", "--print-config"]));
+    let out =
+        run(wsd()
+            .arg("--config")
+            .arg(&path)
+            .args(["--bind", "127.0.0.1:9999", "--print-config"]));
     assert!(out.status.success(), "{out:?}");
     let printed = String::from_utf8(out.stdout).unwrap();
     let parsed = Config::parse(&printed, Path::new("stdout")).expect("printed config parses");
@@ -65,7 +66,11 @@ fn print_config_prints_the_effective_config_as_toml() {
 fn without_config_flag_it_reads_config_wsd_toml_from_the_working_directory() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("config")).unwrap();
-    std::fs::write(dir.path().join("config/wsd.toml"), "[server]\npath = \"/here\"\n").unwrap();
+    std::fs::write(
+        dir.path().join("config/wsd.toml"),
+        "[server]\npath = \"/here\"\n",
+    )
+    .unwrap();
     let out = run(wsd().current_dir(dir.path()).arg("--print-config"));
     let printed = String::from_utf8(out.stdout).unwrap();
     assert!(printed.contains("path = \"/here\""), "{printed}");
@@ -73,7 +78,10 @@ fn without_config_flag_it_reads_config_wsd_toml_from_the_working_directory() {
     let empty = tempfile::tempdir().unwrap();
     let out = run(wsd().current_dir(empty.path()).arg("--print-config"));
     let printed = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(Config::parse(&printed, Path::new("-")).unwrap(), Config::default());
+    assert_eq!(
+        Config::parse(&printed, Path::new("-")).unwrap(),
+        Config::default()
+    );
 }
 
 #[test]
@@ -81,16 +89,28 @@ fn bad_configs_exit_2_naming_file_and_key_before_listening() {
     let dir = tempfile::tempdir().unwrap();
     let cases = [
         ("[server]\nworkerz = 1\n", "server.workerz"),
-        ("[session]\nclient_timeout = \"soon\"\n", "session.client_timeout"),
-        ("[session]\nheartbeat_interval = \"20s\"\n", "session.heartbeat_interval"),
-        ("[session]\nmax_message_size = \"0B\"\n", "session.max_message_size"),
+        (
+            "[session]\nclient_timeout = \"soon\"\n",
+            "session.client_timeout",
+        ),
+        (
+            "[session]\nheartbeat_interval = \"20s\"\n",
+            "session.heartbeat_interval",
+        ),
+        (
+            "[session]\nmax_message_size = \"0B\"\n",
+            "session.max_message_size",
+        ),
     ];
     for (text, key) in cases {
         let path = write_config(dir.path(), text);
         let out = run(wsd().arg("--config").arg(&path));
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{text}: {stderr}");
-        assert!(stderr.contains(&path.display().to_string()), "{text}: {stderr}");
+        assert!(
+            stderr.contains(&path.display().to_string()),
+            "{text}: {stderr}"
+        );
         assert!(stderr.contains(key), "{text}: {stderr}");
         assert_eq!(stderr.lines().count(), 1, "{text}: {stderr}");
     }
@@ -132,7 +152,11 @@ impl Drop for Running {
 
 fn start_wsd(extra_config: &str) -> (Running, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let path = write_config(
         dir.path(),
@@ -170,7 +194,11 @@ fn ws_connect(addr: SocketAddr) -> TcpStream {
         assert_eq!(stream.read(&mut byte).unwrap(), 1, "handshake cut short");
         head.push(byte[0]);
     }
-    assert!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
     stream
 }
 
@@ -212,7 +240,12 @@ fn masked_close(code: u16) -> Vec<u8> {
     let mask = [1u8, 2, 3, 4];
     let mut frame = vec![0x88, 0x80 | 2];
     frame.extend_from_slice(&mask);
-    frame.extend(code.to_be_bytes().iter().enumerate().map(|(i, b)| b ^ mask[i]));
+    frame.extend(
+        code.to_be_bytes()
+            .iter()
+            .enumerate()
+            .map(|(i, b)| b ^ mask[i]),
+    );
     frame
 }
 
@@ -247,11 +280,22 @@ fn sigterm_closes_every_session_with_1001_and_exits_0() {
     }
     wait_bounded(&mut wsd.child);
     let mut stderr = String::new();
-    wsd.child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    wsd.child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
     assert_eq!(wsd.child.wait().unwrap().code(), Some(0), "{stderr}");
     assert!(stderr.contains("SIGTERM received"), "{stderr}");
-    assert!(stderr.contains("session 1 connected from 127.0.0.1:"), "{stderr}");
-    assert!(stderr.contains("disconnected: shutdown (code 1001"), "{stderr}");
+    assert!(
+        stderr.contains("session 1 connected from 127.0.0.1:"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("disconnected: shutdown (code 1001"),
+        "{stderr}"
+    );
 }
 
 #[test]

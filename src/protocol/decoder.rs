@@ -159,10 +159,11 @@ impl Decoder {
             }
             frame.read += available;
             frame.remaining -= available as u64;
-            if !control && let Some(message) = self.message.as_mut() {
-                if message.text {
-                    check_utf8(&self.data, &mut message.checked)?;
-                }
+            if !control
+                && let Some(message) = self.message.as_mut()
+                && message.text
+            {
+                check_utf8(&self.data, &mut message.checked)?;
             }
             if frame.remaining > 0 {
                 return Ok(None);
@@ -248,7 +249,9 @@ impl Decoder {
                 return Err(protocol("continuation frame with no message open"));
             }
         } else if self.message.is_some() {
-            return Err(protocol("new data frame while a fragmented message is open"));
+            return Err(protocol(
+                "new data frame while a fragmented message is open",
+            ));
         }
         Ok(())
     }
@@ -260,7 +263,10 @@ impl Decoder {
         let fin = head[0] & 0x80 != 0;
         let opcode = head[0] & 0x0F;
         let (len, rest) = match head[1] & 0x7F {
-            126 => (u64::from(u16::from_be_bytes([head[2], head[3]])), &head[4..]),
+            126 => (
+                u64::from(u16::from_be_bytes([head[2], head[3]])),
+                &head[4..],
+            ),
             127 => {
                 let mut wide = [0u8; 8];
                 wide.copy_from_slice(&head[2..10]);
@@ -287,8 +293,7 @@ impl Decoder {
                 });
             }
             // `len <= limit <= max_message`, so it fits in usize.
-            self.data
-                .reserve((len as usize).min(MAX_PREALLOCATION));
+            self.data.reserve((len as usize).min(MAX_PREALLOCATION));
         }
         self.frame = Some(Frame {
             fin,
@@ -304,7 +309,10 @@ impl Decoder {
         let message = self.message.take();
         let bytes = self.data.split().freeze();
         match message {
-            Some(Message { text: true, checked }) => {
+            Some(Message {
+                text: true,
+                checked,
+            }) => {
                 if checked != bytes.len() {
                     return Err(INVALID_UTF8);
                 }
@@ -411,7 +419,11 @@ mod tests {
         for len in [0, 1, 125, 126, 127, 128, 65535, 65536, 200_000] {
             let payload: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
             let events = decode_all(&mut server(), &frame(true, OP_BINARY, &payload)).unwrap();
-            assert_eq!(events, vec![Event::Binary(Bytes::from(payload))], "len {len}");
+            assert_eq!(
+                events,
+                vec![Event::Binary(Bytes::from(payload))],
+                "len {len}"
+            );
         }
     }
 
@@ -464,9 +476,18 @@ mod tests {
             ("fragmented ping", frame(false, OP_PING, b"")),
             ("stray continuation", frame(true, OP_CONTINUATION, b"x")),
             ("close of one byte", frame(true, OP_CLOSE, &[3])),
-            ("close code 1005", frame(true, OP_CLOSE, &1005u16.to_be_bytes())),
-            ("close code 999", frame(true, OP_CLOSE, &999u16.to_be_bytes())),
-            ("close code 5000", frame(true, OP_CLOSE, &5000u16.to_be_bytes())),
+            (
+                "close code 1005",
+                frame(true, OP_CLOSE, &1005u16.to_be_bytes()),
+            ),
+            (
+                "close code 999",
+                frame(true, OP_CLOSE, &999u16.to_be_bytes()),
+            ),
+            (
+                "close code 5000",
+                frame(true, OP_CLOSE, &5000u16.to_be_bytes()),
+            ),
         ];
         for (name, wire) in cases {
             assert_eq!(violation(&wire).code, code::PROTOCOL_ERROR, "{name}");
@@ -482,19 +503,32 @@ mod tests {
         rsv[0] |= 0x10;
         let mut decoder = server();
         let mut input = Bytes::copy_from_slice(&rsv[..2]);
-        assert_eq!(decoder.decode(&mut input).unwrap_err().code, code::PROTOCOL_ERROR);
+        assert_eq!(
+            decoder.decode(&mut input).unwrap_err().code,
+            code::PROTOCOL_ERROR
+        );
     }
 
     #[test]
     fn oversized_messages_fail_on_the_header_whole_or_fragmented() {
         let mut decoder = Decoder::new(Role::Server, 100);
         let header = &frame(true, OP_BINARY, &[0; 101])[..6];
-        let err = decoder.decode(&mut Bytes::copy_from_slice(header)).unwrap_err();
+        let err = decoder
+            .decode(&mut Bytes::copy_from_slice(header))
+            .unwrap_err();
         assert_eq!(err.code, code::TOO_BIG);
 
         let mut wire = Vec::new();
         for _ in 0..10 {
-            wire.extend(frame(false, if wire.is_empty() { OP_TEXT } else { OP_CONTINUATION }, &[b'a'; 10]));
+            wire.extend(frame(
+                false,
+                if wire.is_empty() {
+                    OP_TEXT
+                } else {
+                    OP_CONTINUATION
+                },
+                &[b'a'; 10],
+            ));
         }
         wire.extend(frame(true, OP_CONTINUATION, b"b"));
         let err = decode_all(&mut Decoder::new(Role::Server, 100), &wire).unwrap_err();
@@ -509,12 +543,21 @@ mod tests {
         let wire = frame(true, OP_TEXT, b"abc\xF4\x90\x80\x80def");
         let mut decoder = server();
         let mut first = Bytes::copy_from_slice(&wire[..6 + 5]);
-        assert_eq!(decoder.decode(&mut first).unwrap_err().code, code::INVALID_PAYLOAD);
+        assert_eq!(
+            decoder.decode(&mut first).unwrap_err().code,
+            code::INVALID_PAYLOAD
+        );
     }
 
     #[test]
     fn utf8_rules_overlong_surrogates_range_truncation() {
-        let bad: [&[u8]; 5] = [b"\xC0\xAF", b"\xED\xA0\x80", b"\xF4\x90\x80\x80", b"ok\xE2\x82", b"\xFF"];
+        let bad: [&[u8]; 5] = [
+            b"\xC0\xAF",
+            b"\xED\xA0\x80",
+            b"\xF4\x90\x80\x80",
+            b"ok\xE2\x82",
+            b"\xFF",
+        ];
         for text in bad {
             assert_eq!(
                 violation(&frame(true, OP_TEXT, text)).code,
@@ -527,36 +570,55 @@ mod tests {
         let mut wire = frame(false, OP_TEXT, &euro[..1]);
         wire.extend(frame(false, OP_CONTINUATION, &euro[1..2]));
         wire.extend(frame(true, OP_CONTINUATION, &euro[2..]));
-        assert_eq!(decode_all(&mut server(), &wire).unwrap(), vec![Event::Text(Bytes::from("€"))]);
+        assert_eq!(
+            decode_all(&mut server(), &wire).unwrap(),
+            vec![Event::Text(Bytes::from("€"))]
+        );
     }
 
     #[test]
     fn fragmented_text_fails_at_the_first_hopeless_fragment() {
         let mut decoder = server();
-        assert!(decode_all(&mut decoder, &frame(false, OP_TEXT, b"ok\xCE")).unwrap().is_empty());
+        assert!(
+            decode_all(&mut decoder, &frame(false, OP_TEXT, b"ok\xCE"))
+                .unwrap()
+                .is_empty()
+        );
         let err = decode_all(&mut decoder, &frame(false, OP_CONTINUATION, b"\x20")).unwrap_err();
         assert_eq!(err.code, code::INVALID_PAYLOAD);
     }
 
     #[test]
     fn close_frames_are_validated() {
-        assert_eq!(decode_all(&mut server(), &frame(true, OP_CLOSE, b"")).unwrap(), vec![Event::Close(None)]);
+        assert_eq!(
+            decode_all(&mut server(), &frame(true, OP_CLOSE, b"")).unwrap(),
+            vec![Event::Close(None)]
+        );
         let mut payload = 4000u16.to_be_bytes().to_vec();
         payload.extend_from_slice("bye".as_bytes());
         assert_eq!(
             decode_all(&mut server(), &frame(true, OP_CLOSE, &payload)).unwrap(),
-            vec![Event::Close(Some(CloseFrame { code: 4000, reason: "bye".into() }))]
+            vec![Event::Close(Some(CloseFrame {
+                code: 4000,
+                reason: "bye".into()
+            }))]
         );
         let mut bad = 1000u16.to_be_bytes().to_vec();
         bad.extend_from_slice(b"\xCE\xBA\xE1\xBD\xB9\xCF\x83\xCE\xBC\xCE\xB5\xED\xA0\x80");
-        assert_eq!(violation(&frame(true, OP_CLOSE, &bad)).code, code::INVALID_PAYLOAD);
+        assert_eq!(
+            violation(&frame(true, OP_CLOSE, &bad)).code,
+            code::INVALID_PAYLOAD
+        );
     }
 
     #[test]
     fn client_role_rejects_masked_frames_and_reads_plain_ones() {
         let mut decoder = Decoder::new(Role::Client, 1024);
         let plain = [0x81, 0x02, b'h', b'i'];
-        assert_eq!(decode_all(&mut decoder, &plain).unwrap(), vec![Event::Text(Bytes::from("hi"))]);
+        assert_eq!(
+            decode_all(&mut decoder, &plain).unwrap(),
+            vec![Event::Text(Bytes::from("hi"))]
+        );
         let err = decode_all(&mut decoder, &frame(true, OP_TEXT, b"hi")).unwrap_err();
         assert_eq!(err.code, code::PROTOCOL_ERROR);
     }

@@ -80,17 +80,24 @@ mod tests {
 
     #[test]
     fn close_codes_follow_section_7_4() {
-        for valid in [1000, 1001, 1002, 1003, 1007, 1010, 1011, 1014, 3000, 3999, 4000, 4999] {
+        for valid in [
+            1000, 1001, 1002, 1003, 1007, 1010, 1011, 1014, 3000, 3999, 4000, 4999,
+        ] {
             assert!(is_valid_close_code(valid), "{valid} should be valid");
         }
-        for invalid in [0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535] {
+        for invalid in [
+            0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535,
+        ] {
             assert!(!is_valid_close_code(invalid), "{invalid} should be invalid");
         }
     }
 
     #[test]
     fn reply_is_prefix_then_message() {
-        assert_eq!(reply_text("Server received: ", "hello"), "Server received: hello");
+        assert_eq!(
+            reply_text("Server received: ", "hello"),
+            "Server received: hello"
+        );
         assert_eq!(reply_text("", "echo"), "echo");
     }
 }

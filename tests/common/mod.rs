@@ -91,7 +91,11 @@ impl TestWsd {
     /// Waits (bounded) until `/healthz` reports `n` sessions.
     pub async fn wait_sessions(&self, n: u64) {
         let ok = wait_until(BOUND, || async { self.sessions().await == n }).await;
-        assert!(ok, "sessions stayed at {}, expected {n}", self.sessions().await);
+        assert!(
+            ok,
+            "sessions stayed at {}, expected {n}",
+            self.sessions().await
+        );
     }
 }
 
