@@ -11,11 +11,14 @@
 //! - [`metrics`]: the counters behind `/metrics`.
 //! - [`server`]: the actix-web `app` factory (used by `wsd` and the tests) and
 //!   `run`, which adds listening, signals and graceful shutdown.
+//! - [`client`]: `wsc`'s library side: options and handshake (awc), the
+//!   connection loop (kept apart from terminal I/O), and the console.
 //! - [`exit`]: the process exit codes both binaries use.
 //!
 //! Dependencies run one way: binaries -> `server` -> `session`/`registry` ->
 //! `protocol`.
 
+pub mod client;
 pub mod config;
 pub mod exit;
 pub mod metrics;

@@ -1,1 +1,27 @@
-fn main() {}
+//! `wsc`: parse flags, start logging, run the client, map the ending to an
+//! exit code. Everything else lives in `wsd::client` (the flags themselves,
+//! with their help text, in `wsd::client::cli`).
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+use wsd::client::{self, cli::Args};
+use wsd::exit;
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    env_logger::Builder::new()
+        .parse_filters("warn")
+        .parse_default_env()
+        .init();
+    let (opts, settings) = args.into_parts();
+    let code = match actix_rt::System::new().block_on(client::console::run(opts, settings)) {
+        Ok(ending) => ending.exit_code(),
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "wsc: {e}");
+            exit::FAILURE
+        }
+    };
+    ExitCode::from(code as u8)
+}

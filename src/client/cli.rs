@@ -1,0 +1,183 @@
+//! `wsc`'s flags: parsed raw by clap, checked by the value parsers in
+//! [`super`], and split into validated [`Options`] and [`Settings`] in one
+//! place ([`Args::into_parts`]). The doc comment of each field is its help.
+
+use std::time::Duration;
+
+use awc::http::Uri;
+use awc::http::header::{HeaderName, HeaderValue};
+use clap::Parser;
+
+use super::console::Settings;
+use super::{Options, parse_header, parse_origin, parse_secs, parse_size, parse_subprotocol};
+
+const AFTER_HELP: &str = "\
+Examples:
+  wsc ws://localhost:12345                      # interactive: type lines, see replies
+  python server.py & wsc ws://localhost:12345   # the tutorial's Python server
+  printf 'a\\nb\\n' | wsc ws://localhost:12345    # pipeline: prints exactly the two replies
+  wsc -x hello -x world -w 1 ws://localhost:12345
+  wsc --json -P --ping-interval 5 ws://example.com/feed | jq .
+  wsc -H 'Authorization: Bearer T' -s chat.v1 ws://localhost:8080/chat
+
+Output:
+  Text messages are written one per line as they arrive. On a terminal the
+  prompt is '> ' and received messages are marked '< '; control characters are
+  escaped. In a pipe stdout carries the messages and nothing else.
+  Binary messages are shown as '[binary N bytes]' and a hex preview of the
+  first 16 bytes (prefixed '< ' on a terminal), or written as they are with
+  --raw-binary. With -P, pings and pongs are shown the same way ('[ping N
+  bytes] ...', '[pong] rtt 0.42 ms' for pongs answering --ping-interval pings):
+  on a terminal among the messages, in a pipe on stderr.
+  --json writes one object per line: {\"type\":\"text\",\"data\":\"...\"},
+  {\"type\":\"binary\",\"data\":BASE64,\"len\":N}, {\"type\":\"ping\"|\"pong\",\"data\":BASE64}
+  (pongs to our pings add \"rtt_ms\"; both only with -P), and
+  {\"type\":\"close\",\"code\":N|null,\"reason\":\"...\"}.
+
+Closing:
+  At end of input (stdin EOF, or after -x and -w) or on Ctrl-C, wsc sends
+  close 1000 and prints replies until the server's close arrives (at most
+  --close-timeout). A second Ctrl-C quits at once. When the server closes
+  first, its code and reason go to stderr.
+
+With --slash, input lines starting with '/' are commands:
+  /ping [data]   /pong [data]   /close [code [reason]]   //text sends '/text'
+
+Exit codes:
+  0  normal close (1000, 1001, a close without a code, or the server echoing the
+     code we closed with); also when stdout's reader goes away (wsc ... | head -1)
+  1  cannot connect, or the handshake failed (one line on stderr)
+  2  usage error
+  3  the connection ended abnormally: another close code, a reset, a protocol
+     error, no close reply within --close-timeout
+Logs: RUST_LOG=debug wsc ... (default: warnings only).";
+
+/// A WebSocket client for people and pipelines: sends each stdin line as a
+/// message and writes each message received to stdout.
+#[derive(Parser, Debug)]
+#[command(name = "wsc", version, after_help = AFTER_HELP)]
+pub struct Args {
+    /// Server URL: ws://HOST[:PORT][/PATH] (wss:// is not supported yet).
+    #[arg(value_parser = parse_url_arg)]
+    url: (String, Uri),
+    /// Send MSG instead of reading stdin (repeatable), then close.
+    #[arg(short = 'x', long = "execute", value_name = "MSG")]
+    execute: Vec<String>,
+    /// After the last message (stdin EOF or the last -x), wait SECS before closing.
+    #[arg(short, long, value_name = "SECS", value_parser = parse_secs, default_value = "0")]
+    wait: Duration,
+    /// Treat input lines starting with / as commands: /ping, /pong, /close.
+    #[arg(long)]
+    slash: bool,
+    /// Send input lines as binary messages instead of text.
+    #[arg(short, long)]
+    binary: bool,
+    /// Write received binary messages to stdout as raw bytes (for piping files).
+    #[arg(long, conflicts_with = "json")]
+    raw_binary: bool,
+    /// Write each event as one JSON object per line (see Output below).
+    #[arg(long)]
+    json: bool,
+    /// Show pings and pongs, with the round-trip time of pongs to our pings.
+    #[arg(short = 'P', long)]
+    show_ping_pong: bool,
+    /// Ping the server every SECS seconds (we always answer its pings).
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    ping_interval: Option<Duration>,
+    /// Add a request header, "Name: value" (repeatable).
+    #[arg(short = 'H', long = "header", value_name = "NAME: VALUE", value_parser = parse_header)]
+    headers: Vec<(HeaderName, HeaderValue)>,
+    /// Ask for a subprotocol (repeatable, in order of preference).
+    #[arg(short, long = "subprotocol", value_name = "NAME", value_parser = parse_subprotocol)]
+    subprotocols: Vec<String>,
+    /// Origin header to send.
+    #[arg(short, long, value_parser = parse_origin)]
+    origin: Option<HeaderValue>,
+    /// Basic authentication, user:password.
+    #[arg(long, value_name = "USER:PASS")]
+    auth: Option<String>,
+    /// Give up connecting (TCP, then the handshake reply) after SECS.
+    #[arg(long, value_name = "SECS", value_parser = parse_secs, default_value = "10")]
+    connect_timeout: Duration,
+    /// After sending close, wait at most SECS for the server's close.
+    #[arg(long, value_name = "SECS", value_parser = parse_secs, default_value = "3")]
+    close_timeout: Duration,
+    /// Largest message accepted (fragments reassembled), e.g. 64MiB, 1MB, 65536.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "64MiB")]
+    max_message_size: usize,
+}
+
+fn parse_url_arg(text: &str) -> Result<(String, Uri), String> {
+    super::parse_url(text).map(|uri| (text.to_owned(), uri))
+}
+
+impl Args {
+    /// The connection's options and the console's settings.
+    pub fn into_parts(self) -> (Options, Settings) {
+        let auth = self.auth.map(|a| match a.split_once(':') {
+            Some((user, pass)) => (user.to_owned(), Some(pass.to_owned())),
+            None => (a, None),
+        });
+        let (url_text, url) = self.url;
+        let opts = Options {
+            url_text,
+            url,
+            headers: self.headers,
+            subprotocols: self.subprotocols,
+            origin: self.origin,
+            auth,
+            connect_timeout: self.connect_timeout,
+            max_message_size: self.max_message_size,
+        };
+        let settings = Settings {
+            binary_input: self.binary,
+            raw_binary: self.raw_binary,
+            json: self.json,
+            show_ping_pong: self.show_ping_pong,
+            slash: self.slash,
+            execute: self.execute,
+            wait: self.wait,
+            ping_interval: self.ping_interval,
+            close_timeout: self.close_timeout,
+        };
+        (opts, settings)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn flags_become_options() {
+        let args = Args::try_parse_from([
+            "wsc", "-H", "X-A: 1", "-s", "p1", "-s", "p2", "--auth", "u:p:w", "-x", "hi",
+            "ws://127.0.0.1:1/x",
+        ])
+        .unwrap();
+        let (opts, settings) = args.into_parts();
+        assert_eq!(opts.url_text, "ws://127.0.0.1:1/x");
+        assert_eq!(opts.subprotocols, ["p1", "p2"]);
+        assert_eq!(opts.auth, Some(("u".into(), Some("p:w".into()))));
+        assert_eq!(opts.max_message_size, 64 << 20);
+        assert_eq!(settings.execute, ["hi"]);
+    }
+
+    #[test]
+    fn bad_values_are_usage_errors() {
+        for bad in [
+            &["wsc", "http://x"][..],
+            &["wsc", "-H", "nocolon", "ws://x"],
+            &["wsc", "--json", "--raw-binary", "ws://x"],
+            &["wsc", "-w", "soon", "ws://x"],
+        ] {
+            assert!(Args::try_parse_from(bad).is_err(), "{bad:?}");
+        }
+    }
+}

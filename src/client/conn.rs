@@ -1,0 +1,484 @@
+//! The connection loop: WebSocket in, events out, no terminal in sight.
+//!
+//! Reading and writing run concurrently so that a server which answers while
+//! we are still sending (an echo server fed a long pipeline) never deadlocks
+//! us: a writer task owns the sink and drains two queues, control frames
+//! first (pongs, close), then the caller's [`Command`]s; the loop in [`run`]
+//! owns the stream, reassembles fragmented messages, answers pings, and
+//! decides how the connection ended.
+
+use std::io;
+use std::time::Duration;
+
+use awc::error::WsProtocolError;
+use actix_http::ws::Item;
+use awc::ws::{CloseCode, CloseReason, Frame, Message};
+use bytes::{Bytes, BytesMut};
+use bytestring::ByteString;
+use futures_util::stream::SplitSink;
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{Instant, sleep_until};
+
+use super::Connection;
+use crate::protocol::{self, code};
+
+/// What the caller wants sent, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Text(String),
+    Binary(Bytes),
+    Ping(Bytes),
+    Pong(Bytes),
+    /// Start the closing handshake with this code and reason.
+    Close(u16, String),
+}
+
+/// What happened on the connection, for the caller to show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event<'a> {
+    Text(&'a str),
+    Binary(&'a [u8]),
+    /// Only reported when [`LoopOptions::report_ping_pong`] is set.
+    Ping(&'a [u8]),
+    /// `rtt` is set when the pong answers one of our `--ping-interval` pings.
+    Pong {
+        data: &'a [u8],
+        rtt: Option<Duration>,
+    },
+    /// The server's close frame; `code` is None when it carried none.
+    Close {
+        code: Option<u16>,
+        reason: &'a str,
+        server_first: bool,
+    },
+}
+
+/// Where events go. An error stops the loop; `BrokenPipe` means the reader
+/// went away (`wsc URL | head -1`) and ends the connection quietly.
+pub trait Output {
+    fn event(&mut self, event: Event<'_>) -> io::Result<()>;
+}
+
+/// The loop's settings.
+#[derive(Debug, Clone)]
+pub struct LoopOptions {
+    pub max_message_size: usize,
+    pub ping_interval: Option<Duration>,
+    /// How long to wait for the server's close frame after sending ours.
+    pub close_timeout: Duration,
+    pub report_ping_pong: bool,
+}
+
+/// How the connection ended. [`Ending::exit_code`] maps it to `wsc`'s status.
+#[derive(Debug)]
+pub enum Ending {
+    /// A closing handshake completed. `ours` is the code we sent, if we
+    /// started it; `code` is the server's (None: no code in its frame).
+    Closed {
+        ours: Option<u16>,
+        code: Option<u16>,
+        reason: String,
+    },
+    /// We sent a close frame and the server did not answer in time.
+    CloseTimeout(Duration),
+    /// The TCP connection ended without a close frame.
+    Dropped,
+    /// The server broke the protocol, or the socket failed; we sent `code`.
+    Failed { code: u16, cause: String },
+    /// Interrupted twice: we stopped without waiting for the server.
+    Interrupted,
+    /// Our stdout reader went away; not an error.
+    OutputClosed,
+    /// Writing our output failed for another reason.
+    OutputFailed(io::Error),
+}
+
+impl Ending {
+    /// 0 for a normal close (1000, 1001, no code, or the server echoing the
+    /// code we chose) and for a closed stdout; 1 when stdout fails; 3 for every
+    /// other ending.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Ending::Closed { ours, code, .. } => {
+                let normal = matches!(code, None | Some(code::NORMAL | code::GOING_AWAY))
+                    || (ours.is_some() && *ours == *code);
+                if normal {
+                    crate::exit::OK
+                } else {
+                    crate::exit::ABNORMAL
+                }
+            }
+            Ending::OutputClosed => crate::exit::OK,
+            Ending::OutputFailed(_) => crate::exit::FAILURE,
+            _ => crate::exit::ABNORMAL,
+        }
+    }
+}
+
+/// Marks our own pings so a pong can be matched to the time it was sent:
+/// the payload is this tag and the send time in nanoseconds since start.
+const PING_TAG: &[u8; 3] = b"wsc";
+
+type Sink = SplitSink<actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec>, Message>;
+
+/// Runs the connection until it ends. `input` closing means "no more to
+/// send": the loop then sends close 1000. Each value on `interrupts` starts
+/// the closing handshake; a second one stops at once.
+pub async fn run(
+    conn: Connection,
+    opts: &LoopOptions,
+    input: mpsc::Receiver<Command>,
+    mut interrupts: mpsc::UnboundedReceiver<()>,
+    out: &mut dyn Output,
+) -> Ending {
+    let started = Instant::now();
+    let (sink, mut stream) = conn.framed.split();
+    let (control, control_rx) = mpsc::unbounded_channel();
+    let (close_sent_tx, mut close_sent) = oneshot::channel();
+    let mut writer = Some(actix_rt::spawn(write_loop(
+        sink,
+        control_rx,
+        input,
+        close_sent_tx,
+        opts.ping_interval,
+        started,
+    )));
+    let mut assembler = Assembler::new(opts.max_message_size);
+    let mut ours: Option<u16> = None;
+    let mut deadline = Instant::now();
+    let mut interrupted = false;
+    let mut close_channel_open = true;
+
+    let ending = loop {
+        tokio::select! {
+            frame = stream.next() => {
+                let frame = match frame {
+                    None => break Ending::Dropped,
+                    Some(Ok(frame)) => frame,
+                    Some(Err(e)) => {
+                        let (code, cause) = match e {
+                            WsProtocolError::Overflow => (code::TOO_BIG, format!(
+                                "the server sent a message over {} bytes (--max-message-size)",
+                                opts.max_message_size
+                            )),
+                            WsProtocolError::Io(io) => {
+                                break Ending::Failed { code: code::ABNORMAL, cause: super::io_cause(&io) };
+                            }
+                            other => (code::PROTOCOL_ERROR, format!("protocol error from the server: {other}")),
+                        };
+                        finish(&control, &mut writer, opts.close_timeout, ours.is_none().then(|| close(code, ""))).await;
+                        return Ending::Failed { code, cause };
+                    }
+                };
+                let message = match frame {
+                    Frame::Text(bytes) => Some(Assembled::Text(bytes)),
+                    Frame::Binary(bytes) => Some(Assembled::Binary(bytes)),
+                    Frame::Continuation(item) => match assembler.push(item) {
+                        Ok(done) => done,
+                        Err(v) => {
+                            finish(&control, &mut writer, opts.close_timeout, ours.is_none().then(|| close(v.code, v.reason))).await;
+                            return Ending::Failed { code: v.code, cause: v.reason.to_owned() };
+                        }
+                    },
+                    Frame::Ping(data) => {
+                        if ours.is_none() {
+                            let _ = control.send(Message::Pong(data.clone()));
+                        }
+                        if opts.report_ping_pong
+                            && let Err(e) = out.event(Event::Ping(&data))
+                        {
+                            break output_error(e);
+                        }
+                        None
+                    }
+                    Frame::Pong(data) => {
+                        if opts.report_ping_pong {
+                            let rtt = rtt(&data, started);
+                            if let Err(e) = out.event(Event::Pong { data: &data, rtt }) {
+                                break output_error(e);
+                            }
+                        }
+                        None
+                    }
+                    Frame::Close(reason) => {
+                        if close_channel_open
+                            && let Ok(code) = close_sent.try_recv()
+                        {
+                            ours = Some(code);
+                        }
+                        let code = reason.as_ref().map(|r| u16::from(r.code));
+                        let reason = reason.and_then(|r| r.description).unwrap_or_default();
+                        let server_first = ours.is_none();
+                        let shown = out.event(Event::Close { code, reason: &reason, server_first });
+                        if server_first {
+                            // Echo the server's code (RFC 6455 section 5.5.1).
+                            let echo = Message::Close(code.map(|c| CloseReason { code: CloseCode::from(c), description: None }));
+                            finish(&control, &mut writer, opts.close_timeout, Some(echo)).await;
+                        }
+                        if let Err(e) = shown {
+                            break output_error(e);
+                        }
+                        break Ending::Closed { ours, code, reason };
+                    }
+                };
+                match message {
+                    None => {}
+                    Some(Assembled::Text(bytes)) => match std::str::from_utf8(&bytes) {
+                        Ok(text) => {
+                            if let Err(e) = out.event(Event::Text(text)) {
+                                break output_error(e);
+                            }
+                        }
+                        Err(_) => {
+                            let code = code::INVALID_PAYLOAD;
+                            finish(&control, &mut writer, opts.close_timeout, ours.is_none().then(|| close(code, ""))).await;
+                            return Ending::Failed { code, cause: "the server sent text that is not UTF-8".into() };
+                        }
+                    },
+                    Some(Assembled::Binary(bytes)) => {
+                        if let Err(e) = out.event(Event::Binary(&bytes)) {
+                            break output_error(e);
+                        }
+                    }
+                }
+            }
+            sent = &mut close_sent, if close_channel_open => {
+                close_channel_open = false;
+                // Err: the writer stopped without sending a close (the socket
+                // failed); the read side will report how.
+                if let Ok(code) = sent {
+                    ours = Some(code);
+                    deadline = Instant::now() + opts.close_timeout;
+                }
+            }
+            () = sleep_until(deadline), if ours.is_some() => {
+                break Ending::CloseTimeout(opts.close_timeout);
+            }
+            Some(()) = interrupts.recv() => {
+                if interrupted || ours.is_some() {
+                    return Ending::Interrupted;
+                }
+                interrupted = true;
+                let _ = control.send(close(code::NORMAL, ""));
+            }
+        }
+    };
+    match &ending {
+        // The server expects our close (or needs none); either way, do not
+        // leave without giving the writer a chance to flush.
+        Ending::OutputClosed | Ending::OutputFailed(_) if ours.is_none() => {
+            finish(&control, &mut writer, opts.close_timeout, Some(close(code::NORMAL, ""))).await;
+        }
+        _ => {}
+    }
+    ending
+}
+
+/// Queues a final control frame and gives the writer a bounded time to put
+/// it on the wire before the caller exits.
+async fn finish(
+    control: &mpsc::UnboundedSender<Message>,
+    writer: &mut Option<actix_rt::task::JoinHandle<()>>,
+    bound: Duration,
+    last: Option<Message>,
+) {
+    if let Some(msg) = last {
+        let _ = control.send(msg);
+    }
+    if let Some(writer) = writer.take() {
+        let _ = tokio::time::timeout(bound, writer).await;
+    }
+}
+
+fn output_error(e: io::Error) -> Ending {
+    if e.kind() == io::ErrorKind::BrokenPipe {
+        Ending::OutputClosed
+    } else {
+        Ending::OutputFailed(e)
+    }
+}
+
+fn close(code: u16, reason: &str) -> Message {
+    Message::Close(Some(CloseReason {
+        code: CloseCode::from(code),
+        description: (!reason.is_empty()).then(|| reason.to_owned()),
+    }))
+}
+
+fn ping_payload(started: Instant) -> Bytes {
+    let nanos = started.elapsed().as_nanos() as u64;
+    let mut payload = BytesMut::with_capacity(11);
+    payload.extend_from_slice(PING_TAG);
+    payload.extend_from_slice(&nanos.to_be_bytes());
+    payload.freeze()
+}
+
+/// The round-trip time if `pong` answers one of our pings.
+fn rtt(pong: &[u8], started: Instant) -> Option<Duration> {
+    let nanos = pong.strip_prefix(PING_TAG.as_slice())?;
+    let sent = u64::from_be_bytes(nanos.try_into().ok()?);
+    started.elapsed().checked_sub(Duration::from_nanos(sent))
+}
+
+/// Owns the sink. Control frames go first; after a close frame nothing more
+/// is sent. Input ending means "close with 1000".
+async fn write_loop(
+    mut sink: Sink,
+    mut control: mpsc::UnboundedReceiver<Message>,
+    mut input: mpsc::Receiver<Command>,
+    close_sent: oneshot::Sender<u16>,
+    ping_interval: Option<Duration>,
+    started: Instant,
+) {
+    let mut ticker = ping_interval.map(|d| tokio::time::interval_at(Instant::now() + d, d));
+    loop {
+        let msg = tokio::select! {
+            biased;
+            msg = control.recv() => match msg {
+                Some(msg) => msg,
+                None => return,
+            },
+            _ = async { ticker.as_mut()?.tick().await; Some(()) }, if ticker.is_some() => {
+                Message::Ping(ping_payload(started))
+            }
+            cmd = input.recv() => match cmd {
+                Some(Command::Text(text)) => Message::Text(ByteString::from(text)),
+                Some(Command::Binary(data)) => Message::Binary(data),
+                Some(Command::Ping(data)) => Message::Ping(data),
+                Some(Command::Pong(data)) => Message::Pong(data),
+                Some(Command::Close(code, reason)) => close(code, &reason),
+                None => close(code::NORMAL, ""),
+            },
+        };
+        let close_code = match &msg {
+            Message::Close(reason) => Some(reason.as_ref().map_or(code::NO_STATUS, |r| r.code.into())),
+            _ => None,
+        };
+        if let Err(e) = sink.send(msg).await {
+            log::debug!("write failed: {e}");
+            return;
+        }
+        if let Some(code) = close_code {
+            log::debug!("sent close {code} ({})", protocol::close_code_name(code));
+            let _ = close_sent.send(code);
+            return;
+        }
+    }
+}
+
+/// A whole message out of the reassembler.
+enum Assembled {
+    Text(Bytes),
+    Binary(Bytes),
+}
+
+/// Joins continuation frames into one message, enforcing the size limit on
+/// the whole message (awc's codec only limits each frame).
+struct Assembler {
+    max: usize,
+    text: bool,
+    buf: BytesMut,
+}
+
+impl Assembler {
+    fn new(max: usize) -> Self {
+        Assembler {
+            max,
+            text: false,
+            buf: BytesMut::new(),
+        }
+    }
+
+    /// Adds a fragment; returns the message when `item` was the last one.
+    fn push(&mut self, item: Item) -> Result<Option<Assembled>, protocol::Violation> {
+        let (data, last) = match item {
+            Item::FirstText(data) => {
+                self.text = true;
+                self.buf.clear();
+                (data, false)
+            }
+            Item::FirstBinary(data) => {
+                self.text = false;
+                self.buf.clear();
+                (data, false)
+            }
+            Item::Continue(data) => (data, false),
+            Item::Last(data) => (data, true),
+        };
+        if self.buf.len() + data.len() > self.max {
+            return Err(protocol::Violation {
+                code: code::TOO_BIG,
+                reason: "message exceeds --max-message-size",
+            });
+        }
+        self.buf.extend_from_slice(&data);
+        if !last {
+            return Ok(None);
+        }
+        let message = self.buf.split().freeze();
+        Ok(Some(if self.text {
+            Assembled::Text(message)
+        } else {
+            Assembled::Binary(message)
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text_of(a: Option<Assembled>) -> Bytes {
+        match a {
+            Some(Assembled::Text(b)) => b,
+            _ => panic!("expected a text message"),
+        }
+    }
+
+    #[test]
+    fn fragments_are_joined_in_order() {
+        let mut a = Assembler::new(100);
+        assert!(a.push(Item::FirstText("frag".into())).unwrap().is_none());
+        assert!(a.push(Item::Continue("men".into())).unwrap().is_none());
+        assert_eq!(text_of(a.push(Item::Last("ted".into())).unwrap()), "fragmented");
+        assert!(a.push(Item::FirstBinary(vec![1].into())).unwrap().is_none());
+        match a.push(Item::Last(vec![2].into())).unwrap() {
+            Some(Assembled::Binary(b)) => assert_eq!(&b[..], &[1, 2]),
+            _ => panic!("expected binary"),
+        }
+    }
+
+    #[test]
+    fn the_limit_applies_to_the_whole_message() {
+        let mut a = Assembler::new(5);
+        assert!(a.push(Item::FirstText("abc".into())).unwrap().is_none());
+        let err = a.push(Item::Last("def".into())).err().unwrap();
+        assert_eq!(err.code, code::TOO_BIG);
+    }
+
+    #[test]
+    fn our_pings_are_recognised_by_their_tag() {
+        let started = Instant::now();
+        let payload = ping_payload(started);
+        assert!(rtt(&payload, started).is_some());
+        assert!(rtt(b"someone else's", started).is_none());
+    }
+
+    #[test]
+    fn exit_codes_follow_the_close_code() {
+        let closed = |ours, code| Ending::Closed {
+            ours,
+            code,
+            reason: String::new(),
+        };
+        assert_eq!(closed(Some(1000), Some(1000)).exit_code(), 0);
+        assert_eq!(closed(None, Some(1001)).exit_code(), 0);
+        assert_eq!(closed(None, None).exit_code(), 0);
+        assert_eq!(closed(Some(4000), Some(4000)).exit_code(), 0);
+        assert_eq!(closed(None, Some(1011)).exit_code(), 3);
+        assert_eq!(closed(Some(1000), Some(1011)).exit_code(), 3);
+        assert_eq!(Ending::Dropped.exit_code(), 3);
+        assert_eq!(Ending::OutputClosed.exit_code(), 0);
+    }
+}

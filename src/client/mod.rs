@@ -1,0 +1,251 @@
+//! The `wsc` client: options, the opening handshake, and the connection loop.
+//!
+//! - this module: [`Options`] (validated settings), [`connect`] (the awc
+//!   handshake) and [`ConnectError`], plus the `clap` value parsers that turn
+//!   raw flags into validated values in one place.
+//! - [`conn`]: the connection loop. It speaks WebSocket and knows nothing of
+//!   terminals: commands come in on a channel, events go out through the
+//!   [`conn::Output`] trait.
+//! - [`cli`]: the flags, their help text, and their split into options.
+//! - [`console`]: the terminal side: stdin lines, `--slash` commands, prompt,
+//!   and how events are printed (terminal, pipe, `--json`).
+//!
+//! The client shares [`crate::protocol`] with the server and nothing else.
+
+pub mod cli;
+pub mod conn;
+pub mod console;
+
+use std::time::Duration;
+
+use actix_codec::Framed;
+use awc::BoxedSocket;
+use awc::error::{ConnectError as AwcConnectError, SendRequestError, WsClientError};
+use awc::http::header::{HeaderName, HeaderValue, SEC_WEBSOCKET_PROTOCOL};
+use awc::http::{Uri, Version};
+use awc::ws::Codec;
+
+/// Everything needed to open a connection, already validated.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The URL as the user wrote it, for messages.
+    pub url_text: String,
+    pub url: Uri,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub subprotocols: Vec<String>,
+    pub origin: Option<HeaderValue>,
+    /// `user` and optional password for Basic auth.
+    pub auth: Option<(String, Option<String>)>,
+    /// Bounds the TCP connect and, separately, the wait for the handshake reply.
+    pub connect_timeout: Duration,
+    /// The largest message (after reassembling fragments) we accept.
+    pub max_message_size: usize,
+}
+
+/// An open WebSocket connection.
+pub struct Connection {
+    pub(crate) framed: Framed<BoxedSocket, Codec>,
+    /// The subprotocol the server chose, if any.
+    pub protocol: Option<String>,
+}
+
+/// Why a connection could not be opened. Each renders as one line naming the
+/// URL and the cause, because that is what `wsc` prints.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("cannot connect to {url}: {cause}")]
+    Connect { url: String, cause: String },
+    #[error("cannot connect to {url}: handshake failed: {cause}")]
+    Handshake { url: String, cause: String },
+    #[error("cannot connect to {url}: wss:// (TLS) is not supported yet")]
+    TlsUnsupported { url: String },
+}
+
+/// Opens the TCP connection and performs the opening handshake.
+pub async fn connect(opts: &Options) -> Result<Connection, ConnectError> {
+    if opts.url.scheme_str() == Some("wss") {
+        return Err(ConnectError::TlsUnsupported {
+            url: opts.url_text.clone(),
+        });
+    }
+    // wss:// will be local to this spot: add `.rustls_0_23(config)` to the
+    // connector and drop the check above.
+    let connector = awc::Connector::new().timeout(opts.connect_timeout);
+    let client = awc::Client::builder()
+        .connector(connector)
+        // The tunnel a WebSocket needs exists only in HTTP/1.1.
+        .max_http_version(Version::HTTP_11)
+        .timeout(opts.connect_timeout)
+        .finish();
+    let mut req = client
+        .ws(opts.url.clone())
+        // The codec's limit applies per frame; `conn` enforces the same limit
+        // on the reassembled message.
+        .max_frame_size(opts.max_message_size);
+    for (name, value) in &opts.headers {
+        req = req.header(name.clone(), value.clone());
+    }
+    if !opts.subprotocols.is_empty() {
+        req = req.protocols(&opts.subprotocols);
+    }
+    if let Some(origin) = &opts.origin {
+        req = req.origin(origin.clone());
+    }
+    if let Some((user, password)) = &opts.auth {
+        req = req.basic_auth(user, password.as_deref());
+    }
+    let (res, framed) = req.connect().await.map_err(|e| describe(&opts.url_text, e))?;
+    let protocol = res
+        .headers()
+        .get(SEC_WEBSOCKET_PROTOCOL)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    Ok(Connection { framed, protocol })
+}
+
+/// Turns awc's error into one line a person can act on.
+fn describe(url: &str, e: WsClientError) -> ConnectError {
+    let url = url.to_owned();
+    let connect = |cause: String| ConnectError::Connect {
+        url: url.clone(),
+        cause,
+    };
+    match e {
+        WsClientError::InvalidResponseStatus(status) => ConnectError::Handshake {
+            url,
+            cause: status.to_string(),
+        },
+        WsClientError::SendRequest(SendRequestError::Connect(c)) => match c {
+            AwcConnectError::Io(io) => connect(io_cause(&io)),
+            AwcConnectError::Timeout => connect("timed out".into()),
+            AwcConnectError::Resolver(e) => connect(format!("cannot resolve host: {e}")),
+            AwcConnectError::NoRecords => connect("host name has no addresses".into()),
+            other => connect(other.to_string()),
+        },
+        WsClientError::SendRequest(SendRequestError::Timeout) => ConnectError::Handshake {
+            url,
+            cause: "no reply within the connect timeout".into(),
+        },
+        WsClientError::SendRequest(SendRequestError::Send(io)) => connect(io_cause(&io)),
+        WsClientError::SendRequest(other) => connect(other.to_string()),
+        other => ConnectError::Handshake {
+            url,
+            cause: other.to_string(),
+        },
+    }
+}
+
+/// `Connection refused`, not `Connection refused (os error 111)`.
+pub(crate) fn io_cause(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    match text.find(" (os error ") {
+        Some(at) => text[..at].to_owned(),
+        None => text,
+    }
+}
+
+/// `--header "Name: value"`.
+pub fn parse_header(text: &str) -> Result<(HeaderName, HeaderValue), String> {
+    let (name, value) = text
+        .split_once(':')
+        .ok_or_else(|| format!("expected \"Name: value\", got {text:?}"))?;
+    let name = HeaderName::try_from(name.trim())
+        .map_err(|_| format!("invalid header name {:?}", name.trim()))?;
+    let value = HeaderValue::try_from(value.trim())
+        .map_err(|_| format!("invalid value for header {name}"))?;
+    Ok((name, value))
+}
+
+/// A ws:// or wss:// URL with a host.
+pub fn parse_url(text: &str) -> Result<Uri, String> {
+    let uri: Uri = text
+        .parse()
+        .map_err(|e| format!("invalid URL {text:?}: {e}"))?;
+    match uri.scheme_str() {
+        Some("ws" | "wss") => {}
+        Some(other) => return Err(format!("unsupported scheme {other}://; use ws:// or wss://")),
+        None => return Err(format!("{text:?} has no scheme; did you mean ws://{text}?")),
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(format!("{text:?} has no host"));
+    }
+    Ok(uri)
+}
+
+/// A subprotocol name: an HTTP token (RFC 7230 section 3.2.6), since it goes
+/// into a comma-separated header. awc panics on a value that is not a valid
+/// header, so this check must come first.
+pub fn parse_subprotocol(text: &str) -> Result<String, String> {
+    let tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if !text.is_empty() && text.bytes().all(tchar) {
+        Ok(text.to_owned())
+    } else {
+        Err(format!("invalid subprotocol {text:?}: expected a token such as chat.v1"))
+    }
+}
+
+/// `--origin`: any valid header value.
+pub fn parse_origin(text: &str) -> Result<HeaderValue, String> {
+    HeaderValue::try_from(text).map_err(|_| format!("invalid origin {text:?}"))
+}
+
+/// Seconds, possibly fractional (`0.5`), as a duration.
+pub fn parse_secs(text: &str) -> Result<Duration, String> {
+    text.parse::<f64>()
+        .ok()
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
+        .ok_or_else(|| format!("expected a number of seconds, got {text:?}"))
+}
+
+/// A size in bytes or human units (`64MiB`, `512KiB`, `1000000`).
+pub fn parse_size(text: &str) -> Result<usize, String> {
+    match crate::config::parse_size(text) {
+        Some(0) | None => Err(format!("expected a size such as 64MiB, got {text:?}")),
+        Some(n) => Ok(n),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_parse_as_name_colon_value() {
+        let (name, value) = parse_header("X-Token:  abc def ").unwrap();
+        assert_eq!((name.as_str(), value.to_str().unwrap()), ("x-token", "abc def"));
+        assert!(parse_header("no colon").is_err());
+        assert!(parse_header("bad name: x").is_err());
+        assert!(parse_header("X: bad\nvalue").is_err());
+    }
+
+    #[test]
+    fn urls_need_a_websocket_scheme_and_a_host() {
+        assert!(parse_url("ws://127.0.0.1:9/").is_ok());
+        assert!(parse_url("wss://example.com/chat").is_ok());
+        assert!(parse_url("http://example.com").is_err());
+        assert!(parse_url("localhost:12345").is_err());
+        assert!(parse_url("not a url").is_err());
+    }
+
+    #[test]
+    fn subprotocols_are_tokens() {
+        assert!(parse_subprotocol("chat.v1").is_ok());
+        assert!(parse_subprotocol("a,b").is_err());
+        assert!(parse_subprotocol("new\nline").is_err());
+        assert!(parse_subprotocol("").is_err());
+    }
+
+    #[test]
+    fn seconds_and_sizes() {
+        assert_eq!(parse_secs("0.5"), Ok(Duration::from_millis(500)));
+        assert!(parse_secs("-1").is_err());
+        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
+        assert!(parse_size("0").is_err());
+    }
+
+    #[test]
+    fn io_causes_lose_the_os_error_number() {
+        let e = std::io::Error::from_raw_os_error(111);
+        assert!(!io_cause(&e).contains("os error"));
+    }
+}
