@@ -20,6 +20,9 @@ pub struct Config {
     pub server: ServerConfig,
     pub session: SessionConfig,
     pub log: LogConfig,
+    /// When present, wsd serves wss:// (and https) instead of ws://.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -65,6 +68,21 @@ pub struct SessionConfig {
 pub struct LogConfig {
     /// `error`, `warn`, `info`, `debug`, `trace` or `off`; `RUST_LOG` wins.
     pub level: String,
+}
+
+/// The `[tls]` config section. Relative paths are relative to the working
+/// directory `wsd` runs in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM file with the server certificate (then any intermediates).
+    pub cert: PathBuf,
+    /// PEM file with the matching private key.
+    pub key: PathBuf,
+    /// PEM file with the CA(s) that client certificates must chain to. When
+    /// set, clients without a valid certificate are refused (mutual TLS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ca: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {

@@ -13,6 +13,8 @@
 //!   `run`, which adds listening, signals and graceful shutdown.
 //! - [`client`]: `wsc`'s library side: options and handshake (awc), the
 //!   connection loop (kept apart from terminal I/O), and the console.
+//! - [`tls`]: rustls configs for wss:// (server and client) from PEM files,
+//!   and the local CA behind `wsd gen-cert`.
 //! - [`exit`]: the process exit codes both binaries use.
 //!
 //! Dependencies run one way: binaries -> `server` -> `session`/`registry` ->
@@ -26,3 +28,4 @@ pub mod protocol;
 pub mod registry;
 pub mod server;
 pub mod session;
+pub mod tls;

@@ -18,6 +18,7 @@ use crate::config::{Config, SessionConfig};
 use crate::metrics::Metrics;
 use crate::registry::{Admission, Registry, Shutdown, Stats};
 use crate::session::Session;
+use crate::tls::{self, TlsError};
 
 /// Everything the handlers share: one per server, cloned into each worker.
 #[derive(Clone)]
@@ -212,14 +213,30 @@ pub enum ServeError {
         addr: String,
         source: std::io::Error,
     },
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsError),
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
+}
+
+impl ServeError {
+    /// Bad TLS files are configuration errors (exit 2), like a bad config
+    /// file; anything else is a failure to run (exit 1).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            ServeError::Tls(_) => crate::exit::USAGE,
+            _ => crate::exit::FAILURE,
+        }
+    }
 }
 
 /// Runs the server until SIGINT or SIGTERM, then shuts down gracefully:
 /// stop accepting, close every session with 1001, wait up to
 /// `shutdown_timeout`, exit.
 pub async fn run(config: Config) -> Result<(), ServeError> {
+    // Read certificates before anything listens: a bad file is reported as
+    // such, not as a failure halfway through starting.
+    let tls = config.tls.as_ref().map(tls::server_config).transpose()?;
     let state = AppState::new(config.clone());
     let factory_state = state.clone();
     let mut server = HttpServer::new(move || app(factory_state.clone()))
@@ -233,15 +250,18 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     if config.server.workers > 0 {
         server = server.workers(config.server.workers);
     }
-    let server = server
-        .bind(&config.server.bind)
-        .map_err(|source| ServeError::Bind {
-            addr: config.server.bind.clone(),
-            source,
-        })?;
+    let bound = match tls {
+        Some(tls) => server.bind_rustls_0_23(&config.server.bind, tls),
+        None => server.bind(&config.server.bind),
+    };
+    let server = bound.map_err(|source| ServeError::Bind {
+        addr: config.server.bind.clone(),
+        source,
+    })?;
+    let scheme = if config.tls.is_some() { "wss" } else { "ws" };
     let addrs: Vec<SocketAddr> = server.addrs();
     for addr in &addrs {
-        log::info!("wsd listening on ws://{addr}{}", config.server.path);
+        log::info!("wsd listening on {scheme}://{addr}{}", config.server.path);
     }
     let server = server.run();
     let handle = server.handle();

@@ -17,7 +17,8 @@ use wsd::exit;
     after_help = "Examples:\n  \
         wsd                                  # config/wsd.toml if present, else defaults (ws://localhost:12345)\n  \
         wsd --config /etc/wsd.toml --bind 0.0.0.0:8080\n  \
-        wsd --print-config > my.toml         # start a config file from the effective settings\n\n\
+        wsd --print-config > my.toml         # start a config file from the effective settings\n  \
+        wsd gen-cert --out certs             # a local CA and a certificate for trying wss://\n\n\
         Exit codes: 0 clean shutdown, 1 cannot listen, 2 bad config or usage."
 )]
 struct Args {
@@ -30,6 +31,45 @@ struct Args {
     /// Print the effective config as TOML and exit.
     #[arg(long)]
     print_config: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Write a local CA (ca.pem) and a server certificate it signed (cert.pem,
+    /// key.pem) for trying wss:// locally. Trust ca.pem in the client.
+    GenCert {
+        /// A DNS name or IP address the certificate is for (repeatable).
+        #[arg(long = "host", value_name = "NAME", default_values = ["localhost", "127.0.0.1", "::1"])]
+        hosts: Vec<String>,
+        /// Directory to write the files into.
+        #[arg(long, value_name = "DIR", default_value = "certs")]
+        out: PathBuf,
+    },
+}
+
+fn gen_cert(hosts: &[String], out: &Path) -> ExitCode {
+    match wsd::tls::generate_files(out, hosts) {
+        Ok(files) => {
+            println!(
+                "wrote {}, {} and {} (for {})\n\nServe wss:// by adding to config/wsd.toml:\n\n\
+                 [tls]\ncert = \"{}\"\nkey = \"{}\"\n\nthen connect with: wsc --ca {} wss://localhost:12345",
+                files.ca.display(),
+                files.cert.display(),
+                files.key.display(),
+                hosts.join(", "),
+                files.cert.display(),
+                files.key.display(),
+                files.ca.display(),
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("wsd gen-cert: {e}");
+            ExitCode::from(exit::FAILURE as u8)
+        }
+    }
 }
 
 fn load(args: &Args) -> Result<Config, ConfigError> {
@@ -51,6 +91,9 @@ fn load(args: &Args) -> Result<Config, ConfigError> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(Command::GenCert { hosts, out }) = &args.command {
+        return gen_cert(hosts, out);
+    }
     let config = match load(&args) {
         Ok(config) => config,
         Err(e) => {
@@ -71,7 +114,7 @@ fn main() -> ExitCode {
         Err(e) => {
             log::error!("{e}");
             eprintln!("wsd: {e}");
-            ExitCode::from(exit::FAILURE as u8)
+            ExitCode::from(e.exit_code() as u8)
         }
     }
 }

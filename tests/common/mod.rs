@@ -44,6 +44,21 @@ impl TestWsd {
     pub fn start(config: Config) -> TestWsd {
         let server_config =
             actix_test::config().client_request_timeout(config.server.handshake_timeout);
+        TestWsd::start_with(config, server_config)
+    }
+
+    /// Starts the app serving TLS with the rustls config `wsd` would build
+    /// from `config.tls`.
+    pub fn start_tls(config: Config) -> TestWsd {
+        let tls = config.tls.as_ref().expect("config.tls");
+        let rustls = wsd::tls::server_config(tls).expect("tls config");
+        let server_config = actix_test::config()
+            .client_request_timeout(config.server.handshake_timeout)
+            .rustls_0_23(rustls);
+        TestWsd::start_with(config, server_config)
+    }
+
+    fn start_with(config: Config, server_config: actix_test::TestServerConfig) -> TestWsd {
         let state = AppState::new(config);
         let factory_state = state.clone();
         let srv = actix_test::start_with(server_config, move || app(factory_state.clone()));

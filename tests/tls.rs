@@ -1,0 +1,328 @@
+//! wss://: the server behind rustls, with certificates made at test time.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use common::{BOUND, TestWsd, round_trip, test_config};
+use futures_util::SinkExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::Connector;
+use tokio_tungstenite::tungstenite::Message;
+use wsd::config::TlsConfig;
+use wsd::tls::{ClientTls, LocalCa, TlsError};
+
+/// A CA, a server certificate for localhost signed by it, and the files.
+struct Pki {
+    dir: tempfile::TempDir,
+    ca: LocalCa,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        Pki::named("test CA")
+    }
+
+    fn named(ca_name: &str) -> Pki {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = LocalCa::new(ca_name).unwrap();
+        let server = ca
+            .issue_server(&["localhost".into(), "127.0.0.1".into()], None)
+            .unwrap();
+        std::fs::write(dir.path().join("ca.pem"), ca.cert_pem()).unwrap();
+        std::fs::write(dir.path().join("cert.pem"), &server.cert_pem).unwrap();
+        std::fs::write(dir.path().join("key.pem"), &server.key_pem).unwrap();
+        Pki { dir, ca }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn tls(&self) -> TlsConfig {
+        TlsConfig {
+            cert: self.path("cert.pem"),
+            key: self.path("key.pem"),
+            client_ca: None,
+        }
+    }
+
+    /// Writes a client certificate signed by this CA; returns (cert, key).
+    fn client_identity(&self) -> (PathBuf, PathBuf) {
+        let issued = self.ca.issue_client("test client").unwrap();
+        std::fs::write(self.path("client.pem"), &issued.cert_pem).unwrap();
+        std::fs::write(self.path("client-key.pem"), &issued.key_pem).unwrap();
+        (self.path("client.pem"), self.path("client-key.pem"))
+    }
+}
+
+fn start(pki: &Pki, client_ca: Option<&Path>) -> TestWsd {
+    let mut config = test_config();
+    let mut tls = pki.tls();
+    tls.client_ca = client_ca.map(Path::to_owned);
+    config.tls = Some(tls);
+    TestWsd::start_tls(config)
+}
+
+fn wss_url(wsd: &TestWsd) -> String {
+    format!("wss://localhost:{}/", wsd.addr().port())
+}
+
+/// Connects with tokio-tungstenite over rustls, trusting `opts`.
+async fn connect_wss(
+    wsd: &TestWsd,
+    opts: &ClientTls,
+) -> Result<common::Ws, tokio_tungstenite::tungstenite::Error> {
+    let config = wsd::tls::client_config(opts).expect("client config");
+    let connector = Connector::Rustls(Arc::new(config));
+    let connect = tokio_tungstenite::connect_async_tls_with_config(
+        wss_url(wsd),
+        None,
+        false,
+        Some(connector),
+    );
+    let (ws, _) = tokio::time::timeout(BOUND, connect)
+        .await
+        .expect("wss connect timed out")?;
+    Ok(ws)
+}
+
+fn trusting(pki: &Pki) -> ClientTls {
+    ClientTls {
+        ca: Some(pki.path("ca.pem")),
+        ..ClientTls::default()
+    }
+}
+
+#[actix_web::test]
+async fn wss_echo_with_an_independent_client() {
+    let pki = Pki::new();
+    let wsd = start(&pki, None);
+    let mut ws = connect_wss(&wsd, &trusting(&pki)).await.expect("wss");
+    assert_eq!(
+        round_trip(&mut ws, "over tls").await,
+        "Server received: over tls"
+    );
+    ws.send(Message::binary(vec![0u8; 100_000])).await.unwrap();
+    assert_eq!(common::next_message(&mut ws).await.len(), 100_000);
+}
+
+#[actix_web::test]
+async fn a_client_that_does_not_trust_the_ca_is_refused_by_its_own_verifier() {
+    let pki = Pki::new();
+    let other = Pki::named("some other CA");
+    let wsd = start(&pki, None);
+    let Err(err) = connect_wss(&wsd, &trusting(&other)).await else {
+        panic!("a server signed by an untrusted CA was accepted");
+    };
+    assert!(
+        err.to_string().contains("UnknownIssuer"),
+        "expected an unknown-issuer failure, got {err}"
+    );
+    // -n skips verification: the same server is reachable.
+    let no_check = ClientTls {
+        no_check: true,
+        ..ClientTls::default()
+    };
+    let mut ws = connect_wss(&wsd, &no_check)
+        .await
+        .expect("no-check connects");
+    assert_eq!(round_trip(&mut ws, "x").await, "Server received: x");
+}
+
+#[actix_web::test]
+async fn mutual_tls_refuses_clients_without_a_certificate_and_serves_those_with_one() {
+    let pki = Pki::new();
+    let wsd = start(&pki, Some(&pki.path("ca.pem")));
+    assert!(connect_wss(&wsd, &trusting(&pki)).await.is_err());
+
+    let stranger = Pki::named("a stranger's CA");
+    let foreign = ClientTls {
+        identity: Some(stranger.client_identity()),
+        ..trusting(&pki)
+    };
+    assert!(
+        connect_wss(&wsd, &foreign).await.is_err(),
+        "a cert from another CA was accepted"
+    );
+
+    let with_cert = ClientTls {
+        identity: Some(pki.client_identity()),
+        ..trusting(&pki)
+    };
+    let mut ws = connect_wss(&wsd, &with_cert).await.expect("mtls");
+    assert_eq!(
+        round_trip(&mut ws, "mutual").await,
+        "Server received: mutual"
+    );
+}
+
+#[actix_web::test]
+async fn plain_http_and_garbage_on_the_tls_port_do_not_disturb_sessions() {
+    let pki = Pki::new();
+    let wsd = start(&pki, None);
+    let mut ws = connect_wss(&wsd, &trusting(&pki)).await.expect("wss");
+
+    for junk in [
+        &b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\n"[..],
+        &[0xFFu8; 512][..],
+    ] {
+        let mut stream = TcpStream::connect(wsd.addr()).await.unwrap();
+        stream.write_all(junk).await.unwrap();
+        let mut sink = Vec::new();
+        // The server drops it (possibly after a TLS alert).
+        let ended = tokio::time::timeout(BOUND, stream.read_to_end(&mut sink)).await;
+        assert!(ended.is_ok(), "junk connection was held open");
+    }
+    assert_eq!(
+        round_trip(&mut ws, "undisturbed").await,
+        "Server received: undisturbed"
+    );
+}
+
+fn tls_error(tls: &TlsConfig) -> String {
+    let err: TlsError = wsd::tls::server_config(tls).expect_err("must fail");
+    err.to_string()
+}
+
+#[test]
+fn bad_tls_files_name_the_file_and_the_problem() {
+    let pki = Pki::new();
+    let other = Pki::new();
+    let missing = TlsConfig {
+        cert: pki.path("nope.pem"),
+        ..pki.tls()
+    };
+    let msg = tls_error(&missing);
+    assert!(
+        msg.contains("nope.pem") && msg.contains("cannot read"),
+        "{msg}"
+    );
+
+    // A key file given as the certificate: PEM, but no certificate in it.
+    let no_cert = TlsConfig {
+        cert: pki.path("key.pem"),
+        ..pki.tls()
+    };
+    let msg = tls_error(&no_cert);
+    assert!(
+        msg.contains("key.pem") && msg.contains("no certificate"),
+        "{msg}"
+    );
+
+    let no_key = TlsConfig {
+        key: pki.path("cert.pem"),
+        ..pki.tls()
+    };
+    let msg = tls_error(&no_key);
+    assert!(
+        msg.contains("cert.pem") && msg.contains("no private key"),
+        "{msg}"
+    );
+
+    let mismatched = TlsConfig {
+        key: other.path("key.pem"),
+        ..pki.tls()
+    };
+    let msg = tls_error(&mismatched);
+    assert!(msg.contains("does not match"), "{msg}");
+
+    std::fs::write(
+        pki.path("garbage.pem"),
+        "-----BEGIN CERTIFICATE-----\n!!!\n",
+    )
+    .unwrap();
+    let garbage = TlsConfig {
+        cert: pki.path("garbage.pem"),
+        ..pki.tls()
+    };
+    let msg = tls_error(&garbage);
+    assert!(msg.contains("garbage.pem"), "{msg}");
+
+    let bad_ca = TlsConfig {
+        client_ca: Some(pki.path("key.pem")),
+        ..pki.tls()
+    };
+    let msg = tls_error(&bad_ca);
+    assert!(
+        msg.contains("key.pem") && msg.contains("no certificate"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn wsd_exits_2_on_a_bad_tls_file_before_listening() {
+    let pki = Pki::new();
+    let config = pki.path("wsd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nbind = \"127.0.0.1:0\"\n[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+            pki.path("cert.pem").display(),
+            pki.path("missing-key.pem").display()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wsd"))
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("missing-key.pem"), "{stderr}");
+}
+
+#[test]
+fn gen_cert_writes_a_ca_and_a_certificate_that_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wsd"))
+        .args(["gen-cert", "--host", "localhost", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("[tls]"), "{stdout}");
+    let tls = TlsConfig {
+        cert: dir.path().join("cert.pem"),
+        key: dir.path().join("key.pem"),
+        client_ca: None,
+    };
+    wsd::tls::server_config(&tls).expect("generated files load");
+    // The CA verifies the certificate for localhost (through a real handshake).
+    let roots = wsd::tls::load_roots(&dir.path().join("ca.pem")).expect("ca loads");
+    assert_eq!(roots.len(), 1);
+    let mode = std::fs::metadata(dir.path().join("key.pem")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        mode.permissions().mode() & 0o077,
+        0,
+        "key.pem readable by others"
+    );
+}
+
+#[actix_web::test]
+async fn generated_files_serve_a_verified_wss_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = vec!["localhost".to_owned()];
+    let files = wsd::tls::generate_files(dir.path(), &hosts).unwrap();
+    let mut config = test_config();
+    config.tls = Some(TlsConfig {
+        cert: files.cert,
+        key: files.key,
+        client_ca: None,
+    });
+    let wsd = TestWsd::start_tls(config);
+    let opts = ClientTls {
+        ca: Some(files.ca),
+        ..ClientTls::default()
+    };
+    let mut ws = connect_wss(&wsd, &opts).await.expect("verified wss");
+    assert_eq!(
+        round_trip(&mut ws, "gen-cert").await,
+        "Server received: gen-cert"
+    );
+}
