@@ -237,6 +237,7 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     // Read certificates before anything listens: a bad file is reported as
     // such, not as a failure halfway through starting.
     let tls = config.tls.as_ref().map(tls::server_config).transpose()?;
+    check_file_limit(config.server.max_connections);
     let state = AppState::new(config.clone());
     let factory_state = state.clone();
     let mut server = HttpServer::new(move || app(factory_state.clone()))
@@ -246,6 +247,19 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         // first. RFC 6455 section 7.1.1 has the server close first.
         .client_disconnect_timeout(Duration::ZERO)
         .disable_signals()
+        // Echo replies are small writes; Nagle would hold them back for the
+        // peer's delayed ACK.
+        .tcp_nodelay(true)
+        // actix's own per-worker cap would silently stop accepting before our
+        // limit could answer 503; keep it out of the way.
+        .max_connections(
+            config
+                .server
+                .max_connections
+                .saturating_add(1024)
+                .max(25_000),
+        )
+        .backlog(4096)
         .shutdown_timeout(1);
     if config.server.workers > 0 {
         server = server.workers(config.server.workers);
@@ -278,6 +292,27 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     server.await?;
     log::info!("wsd stopped");
     Ok(())
+}
+
+/// File descriptors kept free for listeners, logs and the like.
+const RESERVED_FDS: u64 = 64;
+
+/// Raises the soft open-file limit to the hard limit (every connection is a
+/// file descriptor) and says how many connections that allows.
+fn check_file_limit(max_connections: usize) {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => {
+            let room = limit.saturating_sub(RESERVED_FDS);
+            log::info!("open-file limit {limit}: room for about {room} connections");
+            if max_connections as u64 > room {
+                log::warn!(
+                    "max_connections ({max_connections}) exceeds what the open-file limit \
+                     allows (about {room}); accepts will fail beyond that"
+                );
+            }
+        }
+        Err(e) => log::warn!("cannot read or raise the open-file limit: {e}"),
+    }
 }
 
 async fn wait_for_signal() -> &'static str {

@@ -288,6 +288,7 @@ fn sigterm_closes_every_session_with_1001_and_exits_0() {
         .unwrap();
     assert_eq!(wsd.child.wait().unwrap().code(), Some(0), "{stderr}");
     assert!(stderr.contains("SIGTERM received"), "{stderr}");
+    assert!(stderr.contains("open-file limit"), "{stderr}");
     assert!(
         stderr.contains("session 1 connected from 127.0.0.1:"),
         "{stderr}"
@@ -315,5 +316,28 @@ fn the_server_closes_the_tcp_connection_first_right_after_the_close_handshake() 
     assert!(
         waited < Duration::from_millis(500),
         "server held the connection {waited:?} after the close handshake"
+    );
+}
+
+#[test]
+fn a_max_connections_beyond_the_open_file_limit_is_warned_about() {
+    let (mut wsd, _dir) = start_wsd("max_connections = 1000000000\n");
+    let status = Command::new("kill")
+        .args(["-INT", &wsd.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    wait_bounded(&mut wsd.child);
+    let mut stderr = String::new();
+    wsd.child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(stderr.contains("SIGINT received"), "{stderr}");
+    assert!(
+        stderr.contains("max_connections (1000000000) exceeds what the open-file limit allows"),
+        "{stderr}"
     );
 }
