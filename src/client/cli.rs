@@ -13,8 +13,8 @@ use super::{Options, parse_header, parse_origin, parse_secs, parse_size, parse_s
 
 const AFTER_HELP: &str = "\
 Examples:
-  wsc ws://localhost:12345                      # interactive: type lines, see replies
-  python server.py & wsc ws://localhost:12345   # the tutorial's Python server
+  python server.py                              # the tutorial's server, in one terminal;
+  wsc ws://localhost:12345                      # then, in another: type lines, see replies
   printf 'a\\nb\\n' | wsc ws://localhost:12345    # pipeline: prints exactly the two replies
   wsc -x hello -x world -w 1 ws://localhost:12345
   wsc --json -P --ping-interval 5 ws://example.com/feed | jq .
@@ -157,7 +157,17 @@ mod tests {
     #[test]
     fn flags_become_options() {
         let args = Args::try_parse_from([
-            "wsc", "-H", "X-A: 1", "-s", "p1", "-s", "p2", "--auth", "u:p:w", "-x", "hi",
+            "wsc",
+            "-H",
+            "X-A: 1",
+            "-s",
+            "p1",
+            "-s",
+            "p2",
+            "--auth",
+            "u:p:w",
+            "-x",
+            "hi",
             "ws://127.0.0.1:1/x",
         ])
         .unwrap();

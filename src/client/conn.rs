@@ -10,8 +10,8 @@
 use std::io;
 use std::time::Duration;
 
-use awc::error::WsProtocolError;
 use actix_http::ws::Item;
+use awc::error::WsProtocolError;
 use awc::ws::{CloseCode, CloseReason, Frame, Message};
 use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
@@ -268,7 +268,13 @@ pub async fn run(
         // The server expects our close (or needs none); either way, do not
         // leave without giving the writer a chance to flush.
         Ending::OutputClosed | Ending::OutputFailed(_) if ours.is_none() => {
-            finish(&control, &mut writer, opts.close_timeout, Some(close(code::NORMAL, ""))).await;
+            finish(
+                &control,
+                &mut writer,
+                opts.close_timeout,
+                Some(close(code::NORMAL, "")),
+            )
+            .await;
         }
         _ => {}
     }
@@ -352,7 +358,9 @@ async fn write_loop(
             },
         };
         let close_code = match &msg {
-            Message::Close(reason) => Some(reason.as_ref().map_or(code::NO_STATUS, |r| r.code.into())),
+            Message::Close(reason) => {
+                Some(reason.as_ref().map_or(code::NO_STATUS, |r| r.code.into()))
+            }
             _ => None,
         };
         if let Err(e) = sink.send(msg).await {
@@ -441,7 +449,10 @@ mod tests {
         let mut a = Assembler::new(100);
         assert!(a.push(Item::FirstText("frag".into())).unwrap().is_none());
         assert!(a.push(Item::Continue("men".into())).unwrap().is_none());
-        assert_eq!(text_of(a.push(Item::Last("ted".into())).unwrap()), "fragmented");
+        assert_eq!(
+            text_of(a.push(Item::Last("ted".into())).unwrap()),
+            "fragmented"
+        );
         assert!(a.push(Item::FirstBinary(vec![1].into())).unwrap().is_none());
         match a.push(Item::Last(vec![2].into())).unwrap() {
             Some(Assembled::Binary(b)) => assert_eq!(&b[..], &[1, 2]),

@@ -240,7 +240,10 @@ impl LineParser {
                         format!("/close: {code:?} is not a close code one may send (1000-1003, 1007-1014, 3000-4999)")
                     })?;
                 if 2 + reason.len() > MAX_CONTROL {
-                    return Err(format!("/close: the reason may be at most {} bytes", MAX_CONTROL - 2));
+                    return Err(format!(
+                        "/close: the reason may be at most {} bytes",
+                        MAX_CONTROL - 2
+                    ));
                 }
                 Ok(Command::Close(code, reason.to_owned()))
             }
@@ -344,7 +347,11 @@ impl Prompt {
             return;
         }
         let mut out = io::stdout().lock();
-        if self.write_prompt(&mut out).and_then(|()| out.flush()).is_ok() {
+        if self
+            .write_prompt(&mut out)
+            .and_then(|()| out.flush())
+            .is_ok()
+        {
             state.visible = true;
         }
     }
@@ -435,7 +442,11 @@ impl Printer {
     }
 
     fn mark(&self) -> &'static str {
-        if self.color { "\x1b[32m<\x1b[0m " } else { "< " }
+        if self.color {
+            "\x1b[32m<\x1b[0m "
+        } else {
+            "< "
+        }
     }
 }
 
@@ -465,14 +476,24 @@ impl Output for Printer {
                 rtt_ms: rtt.map(|d| d.as_secs_f64() * 1000.0),
                 ..json("pong")
             }),
-            (Style::Json, Event::Close { code, reason, server_first }) => {
+            (
+                Style::Json,
+                Event::Close {
+                    code,
+                    reason,
+                    server_first,
+                },
+            ) => {
                 self.json(&JsonEvent {
                     code: Some(code),
                     reason: Some(reason),
                     ..json("close")
                 })?;
                 if server_first {
-                    note(&format!("server closed the connection: {}", close_text(code, reason)));
+                    note(&format!(
+                        "server closed the connection: {}",
+                        close_text(code, reason)
+                    ));
                 }
                 Ok(())
             }
@@ -502,12 +523,22 @@ impl Output for Printer {
                     Ok(())
                 }
             }
-            (_, Event::Close { code, reason, server_first }) => {
+            (
+                _,
+                Event::Close {
+                    code,
+                    reason,
+                    server_first,
+                },
+            ) => {
                 if server_first {
                     if let Some(prompt) = &self.prompt {
                         prompt.retire();
                     }
-                    note(&format!("server closed the connection: {}", close_text(code, reason)));
+                    note(&format!(
+                        "server closed the connection: {}",
+                        close_text(code, reason)
+                    ));
                 }
                 Ok(())
             }
@@ -569,37 +600,64 @@ mod tests {
     use super::*;
 
     fn parser(slash: bool) -> LineParser {
-        LineParser { binary: false, slash }
+        LineParser {
+            binary: false,
+            slash,
+        }
     }
 
     #[test]
     fn lines_are_text_unless_binary() {
         assert_eq!(parser(false).parse(b"hi"), Ok(Command::Text("hi".into())));
         assert_eq!(parser(false).parse(b""), Ok(Command::Text(String::new())));
-        assert_eq!(parser(false).parse(b"/ping"), Ok(Command::Text("/ping".into())));
+        assert_eq!(
+            parser(false).parse(b"/ping"),
+            Ok(Command::Text("/ping".into()))
+        );
         assert!(parser(false).parse(b"\xff").is_err());
-        let binary = LineParser { binary: true, slash: false };
-        assert_eq!(binary.parse(b"\xff"), Ok(Command::Binary(Bytes::from_static(b"\xff"))));
+        let binary = LineParser {
+            binary: true,
+            slash: false,
+        };
+        assert_eq!(
+            binary.parse(b"\xff"),
+            Ok(Command::Binary(Bytes::from_static(b"\xff")))
+        );
     }
 
     #[test]
     fn slash_commands() {
         let p = parser(true);
         assert_eq!(p.parse(b"/ping"), Ok(Command::Ping(Bytes::new())));
-        assert_eq!(p.parse(b"/ping abc"), Ok(Command::Ping(Bytes::from_static(b"abc"))));
-        assert_eq!(p.parse(b"/pong x"), Ok(Command::Pong(Bytes::from_static(b"x"))));
+        assert_eq!(
+            p.parse(b"/ping abc"),
+            Ok(Command::Ping(Bytes::from_static(b"abc")))
+        );
+        assert_eq!(
+            p.parse(b"/pong x"),
+            Ok(Command::Pong(Bytes::from_static(b"x")))
+        );
         assert_eq!(p.parse(b"/close"), Ok(Command::Close(1000, String::new())));
-        assert_eq!(p.parse(b"/close 4000 bye now"), Ok(Command::Close(4000, "bye now".into())));
+        assert_eq!(
+            p.parse(b"/close 4000 bye now"),
+            Ok(Command::Close(4000, "bye now".into()))
+        );
         assert!(p.parse(b"/close 1005").is_err());
         assert!(p.parse(b"/close abc").is_err());
         assert!(p.parse(b"/nope").is_err());
         assert_eq!(p.parse(b"//ping"), Ok(Command::Text("/ping".into())));
-        assert!(p.parse(format!("/ping {}", "x".repeat(126)).as_bytes()).is_err());
+        assert!(
+            p.parse(format!("/ping {}", "x".repeat(126)).as_bytes())
+                .is_err()
+        );
     }
 
     #[test]
     fn binary_is_summarised_in_hex() {
-        assert_eq!(binary_preview(&[0, 1, 2, 3, 4]), "[binary 5 bytes] 00 01 02 03 04");
+        assert_eq!(
+            binary_preview(&[0, 1, 2, 3, 4]),
+            "[binary 5 bytes] 00 01 02 03 04"
+        );
         assert_eq!(binary_preview(&[]), "[binary 0 bytes]");
         let long: Vec<u8> = (0..20).collect();
         assert!(binary_preview(&long).ends_with("0e 0f ..."));

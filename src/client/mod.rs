@@ -94,7 +94,10 @@ pub async fn connect(opts: &Options) -> Result<Connection, ConnectError> {
     if let Some((user, password)) = &opts.auth {
         req = req.basic_auth(user, password.as_deref());
     }
-    let (res, framed) = req.connect().await.map_err(|e| describe(&opts.url_text, e))?;
+    let (res, framed) = req
+        .connect()
+        .await
+        .map_err(|e| describe(&opts.url_text, e))?;
     let protocol = res
         .headers()
         .get(SEC_WEBSOCKET_PROTOCOL)
@@ -163,7 +166,11 @@ pub fn parse_url(text: &str) -> Result<Uri, String> {
         .map_err(|e| format!("invalid URL {text:?}: {e}"))?;
     match uri.scheme_str() {
         Some("ws" | "wss") => {}
-        Some(other) => return Err(format!("unsupported scheme {other}://; use ws:// or wss://")),
+        Some(other) => {
+            return Err(format!(
+                "unsupported scheme {other}://; use ws:// or wss://"
+            ));
+        }
         None => return Err(format!("{text:?} has no scheme; did you mean ws://{text}?")),
     }
     if uri.host().is_none_or(str::is_empty) {
@@ -180,7 +187,9 @@ pub fn parse_subprotocol(text: &str) -> Result<String, String> {
     if !text.is_empty() && text.bytes().all(tchar) {
         Ok(text.to_owned())
     } else {
-        Err(format!("invalid subprotocol {text:?}: expected a token such as chat.v1"))
+        Err(format!(
+            "invalid subprotocol {text:?}: expected a token such as chat.v1"
+        ))
     }
 }
 
@@ -212,7 +221,10 @@ mod tests {
     #[test]
     fn headers_parse_as_name_colon_value() {
         let (name, value) = parse_header("X-Token:  abc def ").unwrap();
-        assert_eq!((name.as_str(), value.to_str().unwrap()), ("x-token", "abc def"));
+        assert_eq!(
+            (name.as_str(), value.to_str().unwrap()),
+            ("x-token", "abc def")
+        );
         assert!(parse_header("no colon").is_err());
         assert!(parse_header("bad name: x").is_err());
         assert!(parse_header("X: bad\nvalue").is_err());
