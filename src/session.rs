@@ -10,8 +10,10 @@
 //! fields. The registry hears from it on start and stop; the shared metrics on
 //! each heartbeat tick.
 
+use std::cell::Cell;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
@@ -50,9 +52,10 @@ pub struct Session {
     registry: Addr<Registry>,
     metrics: Arc<Metrics>,
     _slot: Slot,
-    /// Set by any frame from the peer, cleared by the heartbeat tick: cheaper
-    /// than reading the clock per frame.
-    heard: bool,
+    /// Set by [`Frames`] whenever bytes arrive, cleared by the heartbeat
+    /// tick: a sign of life even in the middle of a long message, and cheaper
+    /// than reading the clock per chunk.
+    heard: Rc<Cell<bool>>,
     last_heard: Instant,
     /// We have sent a close frame and wait for the peer's.
     closing: bool,
@@ -76,7 +79,8 @@ impl Session {
     {
         let decoder = Decoder::new(Role::Server, config.max_message_size);
         WebsocketContext::with_factory(futures_util::stream::pending(), move |ctx| {
-            ctx.add_stream(Frames::new(payload, decoder));
+            let heard = Rc::new(Cell::new(false));
+            ctx.add_stream(Frames::new(payload, decoder, heard.clone()));
             let now = Instant::now();
             Session {
                 id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
@@ -86,7 +90,7 @@ impl Session {
                 registry,
                 metrics,
                 _slot: slot,
-                heard: false,
+                heard,
                 last_heard: now,
                 closing: false,
                 ending: None,
@@ -109,7 +113,9 @@ impl Session {
         reason: &str,
         cause: CloseCause,
     ) {
-        ctx.close(Some(close_reason(code, reason)));
+        if !self.closing {
+            ctx.close(Some(close_reason(code, reason)));
+        }
         self.end(cause, code, reason);
         ctx.stop();
     }
@@ -151,8 +157,7 @@ impl Session {
     fn tick(&mut self, ctx: &mut WebsocketContext<Self>) {
         self.traffic.flush(&self.metrics);
         let now = Instant::now();
-        if self.heard {
-            self.heard = false;
+        if self.heard.replace(false) {
             self.last_heard = now;
         }
         if self.closing {
@@ -310,7 +315,6 @@ enum Fault {
 
 impl StreamHandler<Result<Event, Fault>> for Session {
     fn handle(&mut self, item: Result<Event, Fault>, ctx: &mut Self::Context) {
-        self.heard = true;
         match item {
             Ok(event) => self.on_event(event, ctx),
             Err(Fault::Protocol(v)) => {
@@ -380,19 +384,25 @@ impl Handler<GoingAway> for Session {
 }
 
 /// The upgraded connection's bytes, decoded into [`Event`]s.
+///
+/// No backpressure of our own is needed here: the actor only runs when
+/// actix-http polls the response body, which it stops doing while the socket
+/// will not take more, so a peer that does not read stops being read.
 struct Frames<S> {
     input: S,
     chunk: Bytes,
     decoder: Decoder,
+    heard: Rc<Cell<bool>>,
     done: bool,
 }
 
 impl<S> Frames<S> {
-    fn new(input: S, decoder: Decoder) -> Self {
+    fn new(input: S, decoder: Decoder, heard: Rc<Cell<bool>>) -> Self {
         Frames {
             input,
             chunk: Bytes::new(),
             decoder,
+            heard,
             done: false,
         }
     }
@@ -419,7 +429,10 @@ where
                 }
             }
             match Pin::new(&mut this.input).poll_next(cx) {
-                Poll::Ready(Some(Ok(chunk))) => this.chunk = chunk,
+                Poll::Ready(Some(Ok(chunk))) => {
+                    this.heard.set(true);
+                    this.chunk = chunk;
+                }
                 Poll::Ready(Some(Err(e))) => {
                     this.done = true;
                     return Poll::Ready(Some(Err(Fault::Io(e))));

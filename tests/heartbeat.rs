@@ -104,3 +104,28 @@ async fn any_frame_counts_as_a_sign_of_life() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[actix_web::test]
+async fn a_long_message_still_arriving_keeps_the_peer_alive() {
+    let config = fast_heartbeat();
+    let timeout = config.session.client_timeout;
+    let wsd = TestWsd::start(config);
+    let mut client = RawClient::connect(wsd.addr()).await;
+    // One frame trickling in over four client timeouts; no pongs, no other
+    // frame completes meanwhile.
+    let wire = Frame::text(vec![b'z'; 400]).encode();
+    let pieces = wire.chunks(wire.len().div_ceil(40));
+    let pause = timeout * 4 / 40;
+    for piece in pieces {
+        client.write(piece).await;
+        tokio::time::sleep(pause).await;
+    }
+    let reply = loop {
+        let f = client.next_frame().await;
+        if f.opcode != raw::PONG {
+            break f;
+        }
+    };
+    assert_eq!(reply.opcode, raw::TEXT, "{reply:?}");
+    assert_eq!(reply.payload.len(), "Server received: ".len() + 400);
+}

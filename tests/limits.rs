@@ -122,3 +122,58 @@ async fn a_client_that_never_finishes_its_upgrade_is_dropped_and_delays_no_one()
         "half-open upgrade was held past handshake_timeout"
     );
 }
+
+#[actix_web::test]
+async fn a_peer_that_does_not_read_its_replies_stops_being_read() {
+    let mut config = test_config();
+    config.session.max_message_size = 64 * 1024;
+    // The stall below must not look like a dead peer.
+    config.session.heartbeat_interval = Duration::from_secs(1);
+    config.session.client_timeout = Duration::from_secs(60);
+    let wsd = TestWsd::start(config);
+    let client = RawClient::connect(wsd.addr()).await;
+    let (mut reader, mut writer) = client.stream.into_split();
+
+    // 64 MiB of requests, far more than the kernel's socket buffers hold.
+    const MESSAGES: usize = 1024;
+    let frame = Frame::binary(vec![0xAB; 64 * 1024]).encode();
+    let write = actix_web::rt::spawn(async move {
+        for _ in 0..MESSAGES {
+            writer.write_all(&frame).await.expect("write");
+        }
+        writer
+    });
+    // We read nothing: the server must stop reading us rather than queue
+    // 64 MiB of replies, so our writes stall.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        !write.is_finished(),
+        "the server read 64 MiB nobody was reading replies to"
+    );
+
+    // Now read: every reply arrives, in full, and the writes complete.
+    let mut buf = Vec::new();
+    let mut replies = 0;
+    let mut chunk = vec![0u8; 256 * 1024];
+    while replies < MESSAGES {
+        let n = tokio::time::timeout(BOUND, reader.read(&mut chunk))
+            .await
+            .expect("replies stopped coming")
+            .expect("read");
+        assert!(n > 0, "server closed after {replies} replies");
+        buf.extend_from_slice(&chunk[..n]);
+        let mut used = 0;
+        while let Some((frame, len)) = raw::parse(&buf[used..]) {
+            used += len;
+            if frame.opcode == raw::BINARY {
+                assert_eq!(frame.payload.len(), 64 * 1024);
+                replies += 1;
+            }
+        }
+        buf.drain(..used);
+    }
+    tokio::time::timeout(BOUND, write)
+        .await
+        .expect("writes never completed")
+        .expect("writer task");
+}
