@@ -103,6 +103,16 @@ pub async fn connect(opts: &Options) -> Result<Connection, ConnectError> {
         .get(SEC_WEBSOCKET_PROTOCOL)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    // RFC 6455 section 4.1: a subprotocol we did not offer fails the
+    // connection (awc does not check).
+    if let Some(p) = &protocol
+        && !opts.subprotocols.contains(p)
+    {
+        return Err(ConnectError::Handshake {
+            url: opts.url_text.clone(),
+            cause: format!("the server chose subprotocol {p:?}, which was not offered"),
+        });
+    }
     Ok(Connection { framed, protocol })
 }
 
