@@ -100,7 +100,12 @@ impl Frame {
         }
         if self.masked {
             out.extend_from_slice(&MASK);
-            out.extend(self.payload.iter().enumerate().map(|(i, b)| b ^ MASK[i % 4]));
+            out.extend(
+                self.payload
+                    .iter()
+                    .enumerate()
+                    .map(|(i, b)| b ^ MASK[i % 4]),
+            );
         } else {
             out.extend_from_slice(&self.payload);
         }
@@ -138,6 +143,7 @@ pub enum Read {
 pub struct RawClient {
     pub stream: TcpStream,
     buf: Vec<u8>,
+    head: String,
 }
 
 impl RawClient {
@@ -148,7 +154,13 @@ impl RawClient {
         RawClient {
             stream,
             buf: Vec::new(),
+            head,
         }
+    }
+
+    /// The server's handshake response head (status line and headers).
+    pub fn head(&self) -> &str {
+        &self.head
     }
 
     pub async fn connect(addr: SocketAddr) -> RawClient {
@@ -164,11 +176,14 @@ impl RawClient {
     }
 
     /// Writes `bytes` in pieces of `size`, flushing each, so the server sees
-    /// many small reads.
+    /// many small reads. Stops quietly at the first failed write: a server
+    /// that fails the connection part-way may close before the last piece,
+    /// and what it answered is for the test's next read to judge.
     pub async fn write_split(&mut self, bytes: &[u8], size: usize) {
         for piece in bytes.chunks(size.max(1)) {
-            self.stream.write_all(piece).await.expect("write");
-            self.stream.flush().await.expect("flush");
+            if self.stream.write_all(piece).await.is_err() || self.stream.flush().await.is_err() {
+                return;
+            }
         }
     }
 
@@ -201,6 +216,49 @@ impl RawClient {
         }
     }
 
+    /// Writes `bytes` while reading `count` frames (pings skipped), all within
+    /// [`BOUND`]. Reading as we write keeps a large exchange from deadlocking
+    /// on full socket buffers when the server echoes before we finish.
+    pub async fn exchange(&mut self, bytes: &[u8], count: usize) -> Vec<Received> {
+        let (mut reader, mut writer) = self.stream.split();
+        let buf = &mut self.buf;
+        let write = async {
+            writer.write_all(bytes).await.expect("write");
+        };
+        let read = async {
+            let mut frames = Vec::with_capacity(count);
+            let mut chunk = vec![0u8; 256 * 1024];
+            while frames.len() < count {
+                let mut at = 0;
+                while frames.len() < count {
+                    let Some((frame, used)) = parse(&buf[at..]) else {
+                        break;
+                    };
+                    at += used;
+                    if frame.opcode != PING {
+                        frames.push(frame);
+                    }
+                }
+                buf.drain(..at);
+                if frames.len() == count {
+                    break;
+                }
+                let n = reader.read(&mut chunk).await.expect("read");
+                assert!(
+                    n > 0,
+                    "connection ended after {} of {count} frames",
+                    frames.len()
+                );
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            frames
+        };
+        let ((), frames) = tokio::time::timeout(BOUND, async { tokio::join!(write, read) })
+            .await
+            .expect("exchange did not complete within the bound");
+        frames
+    }
+
     /// The next frame that is not a ping (heartbeats arrive at any time).
     pub async fn next_frame(&mut self) -> Received {
         loop {
@@ -213,12 +271,45 @@ impl RawClient {
     }
 
     /// Expects the server to fail the connection: a close frame with `code`,
-    /// then the end of the TCP connection, with no data frame before the close.
+    /// then the end of the TCP connection, with no data frame before the close
+    /// and nothing at all after it (RFC 6455 section 5.5.1: no frame follows a
+    /// close).
     pub async fn expect_close(&mut self, code: u16) {
         let frame = self.next_frame().await;
         assert_eq!(frame.opcode, CLOSE, "expected close {code}, got {frame:?}");
-        assert_eq!(frame.close_code(), Some(code), "close payload {:?}", frame.payload);
-        self.expect_eof().await;
+        assert_eq!(
+            frame.close_code(),
+            Some(code),
+            "close payload {:?}",
+            frame.payload
+        );
+        self.expect_nothing_then_eof().await;
+    }
+
+    /// Expects the TCP connection to end with no frame at all before it: what
+    /// must follow a close frame from the server.
+    pub async fn expect_nothing_then_eof(&mut self) {
+        match self.read().await {
+            Read::Eof => {}
+            Read::Frame(f) => panic!("frame after the server's close: {f:?}"),
+        }
+    }
+
+    /// Writes several frames in one write, so the server reads them together.
+    pub async fn send_all(&mut self, frames: &[Frame]) {
+        let wire: Vec<u8> = frames.iter().flat_map(Frame::encode).collect();
+        self.write(&wire).await;
+    }
+
+    /// The next frame that is neither a ping nor a pong (heartbeats, and pongs
+    /// the test does not care about).
+    pub async fn next_data_or_close(&mut self) -> Received {
+        loop {
+            let frame = self.next_frame().await;
+            if frame.opcode != PONG {
+                return frame;
+            }
+        }
     }
 
     /// Expects the TCP connection to end (skipping pings and pongs).
@@ -271,7 +362,10 @@ pub fn parse(buf: &[u8]) -> Option<(Received, usize)> {
     }
     let mut payload = buf[at..at + len].to_vec();
     if let Some(m) = mask {
-        payload.iter_mut().enumerate().for_each(|(i, b)| *b ^= m[i % 4]);
+        payload
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, b)| *b ^= m[i % 4]);
     }
     Some((
         Received {
@@ -296,7 +390,11 @@ pub async fn handshake(addr: SocketAddr, path: &str, extra: &[&str]) -> (TcpStre
         "Sec-WebSocket-Version: 13".to_owned(),
     ];
     for line in extra {
-        let name = line.split(':').next().unwrap_or_default().to_ascii_lowercase();
+        let name = line
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
         headers.retain(|h| !h.to_ascii_lowercase().starts_with(&format!("{name}:")));
         if line.contains(':') && !line.trim_end().ends_with(':') {
             headers.push((*line).to_owned());
@@ -308,7 +406,10 @@ pub async fn handshake(addr: SocketAddr, path: &str, extra: &[&str]) -> (TcpStre
         .expect("connect timed out")
         .expect("connect");
     stream.set_nodelay(true).expect("nodelay");
-    stream.write_all(request.as_bytes()).await.expect("write request");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("write request");
     // Read the response head byte by byte so no frame bytes are consumed.
     let mut head = Vec::new();
     while !head.ends_with(b"\r\n\r\n") {
@@ -329,4 +430,19 @@ pub async fn handshake(addr: SocketAddr, path: &str, extra: &[&str]) -> (TcpStre
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
     (stream, status, head)
+}
+
+/// Reads everything `stream` still delivers until the server closes it, within
+/// [`BOUND`]. Returns the bytes and whether the end was reached.
+pub async fn read_to_eof(stream: &mut TcpStream) -> (Vec<u8>, bool) {
+    let deadline = tokio::time::Instant::now() + BOUND;
+    let mut all = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut chunk)).await {
+            Err(_) => return (all, false),
+            Ok(Ok(0)) | Ok(Err(_)) => return (all, true),
+            Ok(Ok(n)) => all.extend_from_slice(&chunk[..n]),
+        }
+    }
 }
