@@ -224,7 +224,6 @@ impl Decoder {
         let fin = b0 & 0x80 != 0;
         let opcode = b0 & 0x0F;
         let masked = b1 & 0x80 != 0;
-        let len7 = usize::from(b1 & 0x7F);
         if b0 & 0x70 != 0 {
             return Err(protocol("reserved bits set without a negotiated extension"));
         }
@@ -241,9 +240,9 @@ impl Decoder {
             if !fin {
                 return Err(protocol("fragmented control frame"));
             }
-            if len7 > MAX_CONTROL_PAYLOAD {
-                return Err(protocol("control frame payload over 125 bytes"));
-            }
+            // A length over 125 in the 7-bit field is judged later, on the
+            // real length: a small payload in the 16-bit form is only a
+            // non-minimal encoding, which receivers accept.
         } else if opcode == OP_CONTINUATION {
             if self.message.is_none() {
                 return Err(protocol("continuation frame with no message open"));
@@ -280,6 +279,9 @@ impl Decoder {
         };
         let mask = (rest.len() == 4).then(|| [rest[0], rest[1], rest[2], rest[3]]);
         if opcode >= OP_CLOSE {
+            if len > MAX_CONTROL_PAYLOAD as u64 {
+                return Err(protocol("control frame payload over 125 bytes"));
+            }
             self.control.clear();
         } else {
             let limit = (self.max_message - self.data.len().min(self.max_message)) as u64;
@@ -495,6 +497,23 @@ mod tests {
         let mut interleaved = frame(false, OP_TEXT, b"a");
         interleaved.extend(frame(true, OP_TEXT, b"b"));
         assert_eq!(violation(&interleaved).code, code::PROTOCOL_ERROR);
+    }
+
+    #[test]
+    fn control_frames_are_judged_on_their_real_length() {
+        // A one-byte ping in the 16-bit length form: non-minimal, accepted.
+        let mut wire = vec![0x89, 0x80 | 126, 0, 1];
+        wire.extend_from_slice(&MASK);
+        wire.push(b'x' ^ MASK[0]);
+        assert_eq!(
+            decode_all(&mut server(), &wire).unwrap(),
+            vec![Event::Ping(Bytes::from_static(b"x"))]
+        );
+        // 126 bytes declared: refused on the header, before any payload.
+        let mut header = vec![0x89, 0x80 | 126, 0, 126];
+        header.extend_from_slice(&MASK);
+        let err = server().decode(&mut Bytes::from(header)).unwrap_err();
+        assert_eq!(err.code, code::PROTOCOL_ERROR);
     }
 
     #[test]
