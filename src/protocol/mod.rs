@@ -1,12 +1,15 @@
 //! RFC 6455 rules, free of actors and I/O so that every rule is unit-testable.
 //!
 //! The server and the client share this module: close codes and their meaning,
-//! the strict incremental frame [`Decoder`], and the reply format.
+//! the strict incremental frame [`Decoder`], the client-side frame encoder
+//! ([`encode_frame`]), and the reply format.
 
 mod decoder;
+mod encode;
 mod mask;
 
 pub use decoder::{CloseFrame, Decoder, Event, Role, Violation};
+pub use encode::{MAX_HEADER_LEN, close_payload, encode_frame, opcode};
 pub use mask::apply_mask;
 
 /// Close codes from RFC 6455 section 7.4.1, chosen in one place so that every

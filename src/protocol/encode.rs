@@ -1,0 +1,120 @@
+//! Frame encoding for the client side: one whole, masked frame per call.
+//!
+//! The server writes its frames through actix; this encoder is for our own
+//! clients (the load generator) that talk raw bytes and must mask every frame
+//! (RFC 6455 section 5.3).
+
+use super::apply_mask;
+
+/// Frame opcodes (RFC 6455 section 5.2) for [`encode_frame`].
+pub mod opcode {
+    pub const TEXT: u8 = 0x1;
+    pub const BINARY: u8 = 0x2;
+    pub const CLOSE: u8 = 0x8;
+    pub const PING: u8 = 0x9;
+    pub const PONG: u8 = 0xA;
+}
+
+/// The longest frame header: 2 bytes, an 8-byte length and a 4-byte mask.
+pub const MAX_HEADER_LEN: usize = 14;
+
+/// Appends one final (FIN) frame with `opcode` and `payload` to `out`, masked
+/// with `mask` when given (a client must mask; a server must not).
+///
+/// Appends into a caller's buffer so that a connection can batch several
+/// frames into one write and reuse the allocation.
+pub fn encode_frame(out: &mut Vec<u8>, opcode: u8, payload: &[u8], mask: Option<[u8; 4]>) {
+    let mask_bit = if mask.is_some() { 0x80 } else { 0 };
+    out.reserve(MAX_HEADER_LEN + payload.len());
+    out.push(0x80 | (opcode & 0x0F));
+    match payload.len() {
+        len @ 0..=125 => out.push(mask_bit | len as u8),
+        len @ 126..=0xFFFF => {
+            out.push(mask_bit | 126);
+            out.extend_from_slice(&(len as u16).to_be_bytes());
+        }
+        len => {
+            out.push(mask_bit | 127);
+            out.extend_from_slice(&(len as u64).to_be_bytes());
+        }
+    }
+    if let Some(key) = mask {
+        out.extend_from_slice(&key);
+    }
+    let start = out.len();
+    out.extend_from_slice(payload);
+    if let Some(key) = mask {
+        apply_mask(&mut out[start..], key, 0);
+    }
+}
+
+/// The payload of a close frame: the code, big-endian, then the reason.
+pub fn close_payload(code: u16, reason: &str) -> Vec<u8> {
+    let mut payload = Vec::with_capacity(2 + reason.len());
+    payload.extend_from_slice(&code.to_be_bytes());
+    payload.extend_from_slice(reason.as_bytes());
+    payload
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::protocol::{CloseFrame, Decoder, Event, Role};
+
+    fn round_trip(opcode: u8, payload: &[u8]) -> Event {
+        let mut wire = Vec::new();
+        encode_frame(&mut wire, opcode, payload, Some([1, 2, 3, 4]));
+        let mut input = Bytes::from(wire);
+        let mut server = Decoder::new(Role::Server, 1 << 20);
+        let event = server.decode(&mut input).expect("valid frame");
+        assert!(input.is_empty(), "the whole frame is consumed");
+        event.expect("one whole frame")
+    }
+
+    #[test]
+    fn masked_frames_of_every_length_encoding_decode_as_sent() {
+        for len in [0, 1, 125, 126, 127, 0xFFFF, 0x10000, 70_000] {
+            let payload: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            assert_eq!(
+                round_trip(opcode::BINARY, &payload),
+                Event::Binary(Bytes::from(payload)),
+                "len {len}"
+            );
+        }
+        assert_eq!(
+            round_trip(opcode::TEXT, b"hello"),
+            Event::Text(Bytes::from_static(b"hello"))
+        );
+        assert_eq!(
+            round_trip(opcode::PING, b"p"),
+            Event::Ping(Bytes::from_static(b"p"))
+        );
+    }
+
+    #[test]
+    fn close_payload_decodes_to_its_code_and_reason() {
+        let payload = close_payload(1000, "bye");
+        assert_eq!(
+            round_trip(opcode::CLOSE, &payload),
+            Event::Close(Some(CloseFrame {
+                code: 1000,
+                reason: "bye".into()
+            }))
+        );
+    }
+
+    #[test]
+    fn unmasked_frames_decode_on_the_client_side() {
+        let mut wire = Vec::new();
+        encode_frame(&mut wire, opcode::TEXT, b"hi", None);
+        assert_eq!(wire, [0x81, 2, b'h', b'i']);
+        let mut input = Bytes::from(wire);
+        let mut client = Decoder::new(Role::Client, 1024);
+        assert_eq!(
+            client.decode(&mut input),
+            Ok(Some(Event::Text(Bytes::from_static(b"hi"))))
+        );
+    }
+}
