@@ -16,10 +16,13 @@
 //! - [`tls`]: rustls configs for wss:// (server and client) from PEM files,
 //!   and the local CA behind `wsd gen-cert`.
 //! - [`exit`]: the process exit codes both binaries use.
+//! - [`bench`]: `wsc bench`, the load generator (its own raw WebSocket client
+//!   on tokio, sharing `protocol`'s decoder and encoder).
 //!
 //! Dependencies run one way: binaries -> `server` -> `session`/`registry` ->
 //! `protocol`.
 
+pub mod bench;
 pub mod client;
 pub mod config;
 pub mod exit;
