@@ -15,7 +15,20 @@ fn main() -> ExitCode {
         .parse_filters("warn")
         .parse_default_env()
         .init();
-    let (opts, settings) = args.into_parts();
+    let insecure = args.skips_verification();
+    let (opts, settings) = match args.into_parts() {
+        Ok(parts) => parts,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "wsc: {e}");
+            return ExitCode::from(exit::USAGE as u8);
+        }
+    };
+    if insecure {
+        let _ = writeln!(
+            std::io::stderr(),
+            "wsc: warning: -n: not verifying the server's certificate; the connection is encrypted but not authenticated"
+        );
+    }
     let code = match actix_rt::System::new().block_on(client::console::run(opts, settings)) {
         Ok(ending) => ending.exit_code(),
         Err(e) => {

@@ -2,6 +2,8 @@
 //! [`super`], and split into validated [`Options`] and [`Settings`] in one
 //! place ([`Args::into_parts`]). The doc comment of each field is its help.
 
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use awc::http::Uri;
@@ -10,6 +12,7 @@ use clap::Parser;
 
 use super::console::Settings;
 use super::{Options, parse_header, parse_origin, parse_secs, parse_size, parse_subprotocol};
+use crate::tls::{ClientTls, TlsError};
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -19,6 +22,9 @@ Examples:
   wsc -x hello -x world -w 1 ws://localhost:12345
   wsc --json -P --ping-interval 5 ws://example.com/feed | jq .
   wsc -H 'Authorization: Bearer T' -s chat.v1 ws://localhost:8080/chat
+  wsd gen-cert --out certs                      # a local CA and a certificate for localhost;
+  wsc --ca certs/ca.pem wss://localhost:12345   # then trust that CA for wss://
+  wsc --ca ca.pem --cert me.pem --key me-key.pem wss://host   # mutual TLS
 
 Output:
   Text messages are written one per line as they arrive. On a terminal the
@@ -34,6 +40,13 @@ Output:
   (pongs to our pings add \"rtt_ms\"; both only with -P), and
   {\"type\":\"close\",\"code\":N|null,\"reason\":\"...\"}.
 
+TLS (wss://):
+  The server's certificate is checked against the built-in webpki roots (the
+  Mozilla list) plus --ca, and must name the URL's host. A certificate that
+  does not verify ends wsc with one line saying why (exit 1). -n skips the
+  check, with a warning: the connection is encrypted but not authenticated.
+  TLS flags are ignored for ws:// URLs.
+
 Closing:
   At end of input (stdin EOF, or after -x and -w) or on Ctrl-C, wsc sends
   close 1000 and prints replies until the server's close arrives (at most
@@ -46,8 +59,9 @@ With --slash, input lines starting with '/' are commands:
 Exit codes:
   0  normal close (1000, 1001, a close without a code, or the server echoing the
      code we closed with); also when stdout's reader goes away (wsc ... | head -1)
-  1  cannot connect, or the handshake failed (one line on stderr)
-  2  usage error
+  1  cannot connect, the server's certificate does not verify, or the
+     handshake failed (one line on stderr)
+  2  usage error, or a --ca/--cert/--key file that cannot be used
   3  the connection ended abnormally: another close code, a reset, a protocol
      error, no close reply within --close-timeout
 Logs: RUST_LOG=debug wsc ... (default: warnings only).";
@@ -57,7 +71,7 @@ Logs: RUST_LOG=debug wsc ... (default: warnings only).";
 #[derive(Parser, Debug)]
 #[command(name = "wsc", version, after_help = AFTER_HELP)]
 pub struct Args {
-    /// Server URL: ws://HOST[:PORT][/PATH] (wss:// is not supported yet).
+    /// Server URL: ws://HOST[:PORT][/PATH] or wss://HOST[:PORT][/PATH].
     #[arg(value_parser = parse_url_arg)]
     url: (String, Uri),
     /// Send MSG instead of reading stdin (repeatable), then close.
@@ -105,6 +119,18 @@ pub struct Args {
     /// Largest message accepted (fragments reassembled), e.g. 64MiB, 1MB, 65536.
     #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "64MiB")]
     max_message_size: usize,
+    /// wss://: also trust the CA certificate(s) in FILE (PEM), e.g. certs/ca.pem from `wsd gen-cert`.
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
+    /// wss://: do not verify the server's certificate (warns on stderr).
+    #[arg(short = 'n', long, conflicts_with = "ca")]
+    no_check: bool,
+    /// wss://: present the client certificate in FILE (PEM) for mutual TLS; needs --key.
+    #[arg(long, value_name = "FILE", requires = "key")]
+    cert: Option<PathBuf>,
+    /// wss://: the private key (PEM) for --cert.
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    key: Option<PathBuf>,
 }
 
 fn parse_url_arg(text: &str) -> Result<(String, Uri), String> {
@@ -112,8 +138,25 @@ fn parse_url_arg(text: &str) -> Result<(String, Uri), String> {
 }
 
 impl Args {
-    /// The connection's options and the console's settings.
-    pub fn into_parts(self) -> (Options, Settings) {
+    /// True when the connection will be encrypted but the server not
+    /// verified (`-n` with a wss:// URL), so the caller can warn.
+    pub fn skips_verification(&self) -> bool {
+        self.no_check && self.url.1.scheme_str() == Some("wss")
+    }
+
+    /// The connection's options and the console's settings. For wss:// this
+    /// loads the TLS files, so an unusable one is reported before connecting.
+    pub fn into_parts(self) -> Result<(Options, Settings), TlsError> {
+        let tls = if self.url.1.scheme_str() == Some("wss") {
+            let tls = ClientTls {
+                ca: self.ca,
+                no_check: self.no_check,
+                identity: self.cert.zip(self.key),
+            };
+            Some(Arc::new(crate::tls::client_config(&tls)?))
+        } else {
+            None
+        };
         let auth = self.auth.map(|a| match a.split_once(':') {
             Some((user, pass)) => (user.to_owned(), Some(pass.to_owned())),
             None => (a, None),
@@ -128,6 +171,7 @@ impl Args {
             auth,
             connect_timeout: self.connect_timeout,
             max_message_size: self.max_message_size,
+            tls,
         };
         let settings = Settings {
             binary_input: self.binary,
@@ -140,7 +184,7 @@ impl Args {
             ping_interval: self.ping_interval,
             close_timeout: self.close_timeout,
         };
-        (opts, settings)
+        Ok((opts, settings))
     }
 }
 
@@ -171,7 +215,8 @@ mod tests {
             "ws://127.0.0.1:1/x",
         ])
         .unwrap();
-        let (opts, settings) = args.into_parts();
+        let (opts, settings) = args.into_parts().unwrap();
+        assert!(opts.tls.is_none(), "ws:// needs no TLS config");
         assert_eq!(opts.url_text, "ws://127.0.0.1:1/x");
         assert_eq!(opts.subprotocols, ["p1", "p2"]);
         assert_eq!(opts.auth, Some(("u".into(), Some("p:w".into()))));
@@ -186,6 +231,9 @@ mod tests {
             &["wsc", "-H", "nocolon", "ws://x"],
             &["wsc", "--json", "--raw-binary", "ws://x"],
             &["wsc", "-w", "soon", "ws://x"],
+            &["wsc", "--cert", "c.pem", "wss://x"],
+            &["wsc", "--key", "k.pem", "wss://x"],
+            &["wsc", "-n", "--ca", "ca.pem", "wss://x"],
         ] {
             assert!(Args::try_parse_from(bad).is_err(), "{bad:?}");
         }

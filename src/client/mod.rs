@@ -16,14 +16,17 @@ pub mod cli;
 pub mod conn;
 pub mod console;
 
+use std::error::Error as StdError;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_codec::Framed;
 use awc::BoxedSocket;
 use awc::error::{ConnectError as AwcConnectError, SendRequestError, WsClientError};
+use awc::http::Uri;
 use awc::http::header::{HeaderName, HeaderValue, SEC_WEBSOCKET_PROTOCOL};
-use awc::http::{Uri, Version};
 use awc::ws::Codec;
+use rustls::{AlertDescription, CertificateError, ClientConfig};
 
 /// Everything needed to open a connection, already validated.
 #[derive(Debug, Clone)]
@@ -40,6 +43,10 @@ pub struct Options {
     pub connect_timeout: Duration,
     /// The largest message (after reassembling fragments) we accept.
     pub max_message_size: usize,
+    /// For wss://: how to verify the server and what to present, built by
+    /// [`crate::tls::client_config`]. `None` verifies against the webpki
+    /// roots. Ignored for ws://.
+    pub tls: Option<Arc<ClientConfig>>,
 }
 
 /// An open WebSocket connection.
@@ -57,24 +64,36 @@ pub enum ConnectError {
     Connect { url: String, cause: String },
     #[error("cannot connect to {url}: handshake failed: {cause}")]
     Handshake { url: String, cause: String },
-    #[error("cannot connect to {url}: wss:// (TLS) is not supported yet")]
-    TlsUnsupported { url: String },
 }
 
 /// Opens the TCP connection and performs the opening handshake.
 pub async fn connect(opts: &Options) -> Result<Connection, ConnectError> {
+    let mut connector = awc::Connector::new()
+        .timeout(opts.connect_timeout)
+        // The TLS handshake gets the same bound as the TCP connect.
+        .handshake_timeout(opts.connect_timeout);
+    // awc picks plain TCP or TLS by the URL's scheme.
     if opts.url.scheme_str() == Some("wss") {
-        return Err(ConnectError::TlsUnsupported {
-            url: opts.url_text.clone(),
-        });
+        let tls = match &opts.tls {
+            Some(config) => config.clone(),
+            // No files to load, so this cannot fail in practice; say so if it does.
+            None => crate::tls::client_config(&crate::tls::ClientTls::default())
+                .map(Arc::new)
+                .map_err(|e| ConnectError::Connect {
+                    url: opts.url_text.clone(),
+                    cause: e.to_string(),
+                })?,
+        };
+        connector = connector.rustls_0_23(tls);
     }
-    // wss:// will be local to this spot: add `.rustls_0_23(config)` to the
-    // connector and drop the check above.
-    let connector = awc::Connector::new().timeout(opts.connect_timeout);
     let client = awc::Client::builder()
+        // No `.max_http_version(HTTP_11)` here: awc applies it by replacing
+        // the connector's TLS config with its default one (none without a
+        // roots feature), so wss:// would fail with "SSL is not supported".
+        // HTTP/1.1, the only HTTP with the tunnel a WebSocket needs, is
+        // still all we speak: plain TCP is always HTTP/1.1 in awc, and our
+        // TLS config offers only http/1.1 by ALPN.
         .connector(connector)
-        // The tunnel a WebSocket needs exists only in HTTP/1.1.
-        .max_http_version(Version::HTTP_11)
         .timeout(opts.connect_timeout)
         .finish();
     let mut req = client
@@ -123,6 +142,9 @@ fn describe(url: &str, e: WsClientError) -> ConnectError {
         url: url.clone(),
         cause,
     };
+    if let Some(tls) = inner_io(&e).and_then(|io| find_rustls(io)) {
+        return connect(tls_cause(tls));
+    }
     match e {
         WsClientError::InvalidResponseStatus(status) => ConnectError::Handshake {
             url,
@@ -145,6 +167,99 @@ fn describe(url: &str, e: WsClientError) -> ConnectError {
             url,
             cause: other.to_string(),
         },
+    }
+}
+
+/// The I/O error inside awc's error, where a TLS failure travels. awc's error
+/// types do not implement `source()`, so the variants are opened by hand.
+fn inner_io(e: &WsClientError) -> Option<&std::io::Error> {
+    use actix_http::error::ParseError;
+    match e {
+        WsClientError::SendRequest(
+            SendRequestError::Connect(AwcConnectError::Io(io))
+            | SendRequestError::Send(io)
+            | SendRequestError::Response(ParseError::Io(io)),
+        ) => Some(io),
+        _ => None,
+    }
+}
+
+/// The rustls error somewhere in `e`'s chain. `io::Error::source()` skips
+/// the error it wraps (it returns that error's source), so an I/O error is
+/// opened with `get_ref()` instead.
+fn find_rustls<'a>(e: &'a (dyn StdError + 'static)) -> Option<&'a rustls::Error> {
+    let mut next = Some(e);
+    while let Some(e) = next {
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        if let Some(inner) = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            next = Some(inner as &(dyn StdError + 'static));
+            continue;
+        }
+        next = e.source();
+    }
+    None
+}
+
+/// A TLS failure in words: why the server was not trusted, or why it
+/// refused us.
+pub(crate) fn tls_cause(e: &rustls::Error) -> String {
+    use rustls::Error as E;
+    match e {
+        E::InvalidCertificate(cert) => certificate_cause(cert),
+        E::AlertReceived(AlertDescription::CertificateRequired) => {
+            "server requires a client certificate (--cert and --key)".into()
+        }
+        E::AlertReceived(alert) => match alert_words(*alert) {
+            Some(words) => format!("server rejected our client certificate ({words})"),
+            None => format!("server refused the TLS handshake ({alert:?})"),
+        },
+        E::InvalidMessage(rustls::InvalidMessage::InvalidContentType) => {
+            "server did not answer in TLS (is it a ws:// server?)".into()
+        }
+        other => format!("TLS: {other}"),
+    }
+}
+
+/// The alerts a server sends about the certificate we presented.
+fn alert_words(alert: AlertDescription) -> Option<&'static str> {
+    use AlertDescription as A;
+    Some(match alert {
+        A::BadCertificate => "bad certificate",
+        A::UnknownCA => "unknown CA",
+        A::CertificateExpired => "certificate expired",
+        A::CertificateRevoked => "certificate revoked",
+        A::CertificateUnknown => "certificate unknown",
+        A::UnsupportedCertificate => "unsupported certificate",
+        A::AccessDenied => "access denied",
+        _ => return None,
+    })
+}
+
+fn certificate_cause(e: &CertificateError) -> String {
+    use CertificateError as C;
+    match e {
+        C::UnknownIssuer => {
+            "certificate not trusted (unknown issuer); --ca FILE trusts its CA".into()
+        }
+        C::NotValidForName => "certificate is not valid for this host (name mismatch)".into(),
+        C::NotValidForNameContext { expected, .. } => format!(
+            "certificate is not valid for {} (name mismatch)",
+            expected.to_str()
+        ),
+        C::Expired | C::ExpiredContext { .. } => "certificate expired".into(),
+        C::NotValidYet | C::NotValidYetContext { .. } => "certificate is not valid yet".into(),
+        C::Revoked => "certificate revoked".into(),
+        C::BadSignature => "certificate signature does not verify (bad signature)".into(),
+        C::InvalidPurpose | C::InvalidPurposeContext { .. } => {
+            "certificate is not for server authentication (invalid purpose)".into()
+        }
+        C::BadEncoding => "certificate is malformed (bad encoding)".into(),
+        other => format!("certificate rejected ({other})"),
     }
 }
 
@@ -263,6 +378,22 @@ mod tests {
         assert!(parse_secs("-1").is_err());
         assert_eq!(parse_size("64MiB"), Ok(64 << 20));
         assert!(parse_size("0").is_err());
+    }
+
+    #[test]
+    fn tls_errors_are_found_inside_io_errors_and_put_in_words() {
+        // As tokio-rustls reports them: the rustls error inside an io::Error,
+        // whose source() would skip it.
+        let io = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer),
+        );
+        let found = find_rustls(&io).map(tls_cause);
+        assert!(found.is_some_and(|c| c.contains("unknown issuer")));
+        let alert = rustls::Error::AlertReceived(AlertDescription::CertificateRequired);
+        assert!(tls_cause(&alert).contains("requires a client certificate"));
+        let plain = std::io::Error::from_raw_os_error(111);
+        assert!(find_rustls(&plain).is_none());
     }
 
     #[test]
