@@ -1,0 +1,241 @@
+#!/usr/bin/env bash
+# bench/run.sh: wsd against a fastwebsockets echo server, under identical
+# conditions on loopback, measured with `wsc bench`. Prints a Markdown table
+# (the median over REPS repetitions, each repetition printed as it finishes).
+#
+#   bench/run.sh                       # REPS=3 DURATION=10s
+#   DURATION=5s REPS=1 bench/run.sh    # a quick look
+#
+# Needs only the Rust toolchain (plus coreutils, awk, sed, and taskset from
+# util-linux for pinning: server on core 0, load on core 1).
+#
+# Environment: REPS (3), DURATION (10s, each load measurement), WARMUP (2s),
+# IDLE_CONNS (10000), HOLD (5s, how long the idle connections are held),
+# CONNECT_CONCURRENCY (8), WSD_PORT (19001), PEER_PORT (19002), WSC (the
+# binary whose `bench` subcommand generates the load; default target/release/wsc).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+REPS=${REPS:-3}
+DURATION=${DURATION:-10s}
+WARMUP=${WARMUP:-2s}
+IDLE_CONNS=${IDLE_CONNS:-10000}
+HOLD=${HOLD:-5s}
+CONNECT_CONCURRENCY=${CONNECT_CONCURRENCY:-8}
+WSD_PORT=${WSD_PORT:-19001}
+PEER_PORT=${PEER_PORT:-19002}
+# Bound on any one `wsc bench` run: its duration plus a generous margin.
+RUN_TIMEOUT=${RUN_TIMEOUT:-120}
+
+die() { echo "bench/run.sh: $*" >&2; exit 1; }
+note() { echo "# $*" >&2; }
+
+for tool in cargo awk sed getconf timeout; do
+    command -v "$tool" >/dev/null || die "needs $tool"
+done
+
+# Pinning: server on core 0, load generator on core 1, when possible.
+SERVER_PIN=()
+LOAD_PIN=()
+CORES=$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1)
+if ! command -v taskset >/dev/null; then
+    note "taskset not found (util-linux): running unpinned; figures are noisier"
+elif [ "$CORES" -lt 2 ]; then
+    note "only $CORES core: running unpinned, server and load share it"
+else
+    SERVER_PIN=(taskset -c 0)
+    LOAD_PIN=(taskset -c 1)
+fi
+CLK_TCK=$(getconf CLK_TCK)
+
+# 10k idle connections need 10k descriptors in both processes.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((IDLE_CONNS + 200)) ]; then
+    note "open-file limit $(ulimit -n) is below IDLE_CONNS=$IDLE_CONNS; lowering it"
+    IDLE_CONNS=$(( $(ulimit -n) - 200 ))
+fi
+
+note "building (release)"
+cargo build --release --locked --bin wsd --bin wsc >&2
+(cd bench/peers/fastws-echo && cargo build --release --locked >&2)
+WSD=$PWD/target/release/wsd
+WSC=${WSC:-$PWD/target/release/wsc}
+PEER=$PWD/bench/peers/fastws-echo/target/release/fastws-echo
+"$WSC" bench --help >/dev/null 2>&1 || die "$WSC has no 'bench' subcommand"
+
+TMP=$(mktemp -d)
+SERVER_PID=""
+cleanup() {
+    if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
+        kill -TERM "$SERVER_PID" 2>/dev/null || true
+        for _ in $(seq 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+    fi
+    SERVER_PID=""
+}
+trap 'cleanup; rm -rf "$TMP"' EXIT
+trap 'exit 130' INT TERM
+
+# wsd: its defaults, except a pure echo (like the peer), room for the idle
+# connections, quiet logs, and a short shutdown between runs.
+cat >"$TMP/wsd.toml" <<EOF
+[server]
+bind = "127.0.0.1:$WSD_PORT"
+max_connections = 1000000
+shutdown_timeout = "1s"
+[session]
+reply_prefix = ""
+[log]
+level = "warn"
+EOF
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+start_server() { # name port
+    if port_open "$2"; then die "port $2 is already in use"; fi
+    case $1 in
+        wsd) "${SERVER_PIN[@]}" "$WSD" --config "$TMP/wsd.toml" 2>"$TMP/$1.log" & ;;
+        fastws-echo) "${SERVER_PIN[@]}" "$PEER" "127.0.0.1:$2" 2>"$TMP/$1.log" & ;;
+    esac
+    SERVER_PID=$!
+    for _ in $(seq 100); do
+        port_open "$2" && return 0
+        kill -0 "$SERVER_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    cat "$TMP/$1.log" >&2
+    die "$1 did not start listening on port $2"
+}
+
+# field NAME FILE: a number from `wsc bench --json` output (keys are unique
+# enough: "p99" does not match "p999").
+field() { sed -n "s/^ *\"$1\": \([0-9.e+-]*\).*/\1/p" "$2" | head -n 1; }
+
+cpu_ticks() { # utime stime of a PID (fields 14 and 15 of /proc/PID/stat)
+    sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12, $13 }'
+}
+
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+
+# bench NAME ARGS...: runs wsc bench pinned, JSON into $TMP/NAME.json; warns
+# when a run had errors (the figure is still printed, flagged).
+bench() {
+    local name=$1; shift
+    local out="$TMP/$name.json"
+    if ! timeout "$RUN_TIMEOUT" "${LOAD_PIN[@]}" "$WSC" bench "$@" --json >"$out" 2>"$TMP/$name.err"; then
+        note "$name: wsc bench reported errors or failures:"
+        sed -n 's/^ *"\(errors\|failed\|failures\|dropped\|lost\)": \(.*\)/#   \1: \2/p' "$out" >&2
+        grep -A3 error_samples "$out" | sed 's/^/#   /' >&2 || true
+        FLAGGED="$FLAGGED $name"
+    fi
+}
+
+# One repetition against one server; prints "key value" lines.
+measure() { # name port
+    local name=$1 port=$2 url="ws://127.0.0.1:$2/"
+    start_server "$name" "$port"
+    local pid=$SERVER_PID
+
+    # Memory per idle connection first, on a fresh server.
+    local rss0 rss1
+    rss0=$(rss_kib "$pid")
+    timeout "$RUN_TIMEOUT" "${LOAD_PIN[@]}" "$WSC" bench --idle "$url" -c "$IDLE_CONNS" --hold "$HOLD" --json \
+        >"$TMP/idle.json" 2>"$TMP/idle.err" &
+    local idle_pid=$!
+    # Wait (bounded) until the server holds the connections, then let it settle.
+    for _ in $(seq 300); do
+        [ "$(ls "/proc/$pid/fd" | wc -l)" -ge "$IDLE_CONNS" ] && break
+        kill -0 "$idle_pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    sleep 1
+    rss1=$(rss_kib "$pid")
+    wait "$idle_pid" || { note "$name idle: failures"; FLAGGED="$FLAGGED idle"; }
+    echo "rss_per_conn $(awk -v a="$rss0" -v b="$rss1" -v n="$IDLE_CONNS" 'BEGIN { printf "%.2f", (b - a) / n }')"
+    echo "idle_connect_rate $(field connect_rate "$TMP/idle.json")"
+    echo "idle_held $(field held_open "$TMP/idle.json")"
+
+    bench connects --connects "$url" -c "$CONNECT_CONCURRENCY" -d "$DURATION"
+    echo "connects_per_sec $(field connects_per_sec "$TMP/connects.json")"
+
+    bench c1 "$url" -c 1 -d "$DURATION" --warmup "$WARMUP"
+    echo "c1 $(field msgs_per_sec "$TMP/c1.json")"
+
+    bench c50 "$url" -c 50 -d "$DURATION" --warmup "$WARMUP"
+    echo "c50 $(field msgs_per_sec "$TMP/c50.json")"
+    echo "p99_c50 $(field p99 "$TMP/c50.json")"
+
+    # CPU per message: the server is warm from the run above, so no warm-up
+    # here, and every message the server handled is one `sent` counts.
+    local t0 t1
+    t0=$(cpu_ticks "$pid")
+    bench cpu "$url" -c 50 -d "$DURATION" --warmup 0s
+    t1=$(cpu_ticks "$pid")
+    awk -v t0="$t0" -v t1="$t1" -v hz="$CLK_TCK" -v n="$(field sent "$TMP/cpu.json")" 'BEGIN {
+        split(t0, a, " "); split(t1, b, " ");
+        user = (b[1] - a[1]) / hz * 1e6; sys = (b[2] - a[2]) / hz * 1e6;
+        if (n > 0) { printf "cpu_total %.3f\ncpu_user %.3f\n", (user + sys) / n, user / n }
+    }'
+
+    bench c500 "$url" -c 500 -d "$DURATION" --warmup "$WARMUP"
+    echo "c500 $(field msgs_per_sec "$TMP/c500.json")"
+
+    bench big "$url" -c 50 -d "$DURATION" --warmup "$WARMUP" --size 16KiB --binary
+    echo "mb_16k $(field mb_per_sec "$TMP/big.json")"
+
+    cleanup
+}
+
+ROWS=(c1 c50 c500 mb_16k p99_c50 cpu_total cpu_user rss_per_conn connects_per_sec idle_connect_rate)
+label() {
+    case $1 in
+        c1) echo "msgs/s, C=1, 64 B text" ;;
+        c50) echo "msgs/s, C=50, 64 B text" ;;
+        c500) echo "msgs/s, C=500, 64 B text" ;;
+        mb_16k) echo "MB/s, C=50, 16 KiB binary" ;;
+        p99_c50) echo "p99 latency µs, C=50, 64 B (lower is better)" ;;
+        cpu_total) echo "server CPU µs/msg, C=50 64 B, user+sys (lower is better)" ;;
+        cpu_user) echo "server CPU µs/msg, C=50 64 B, user only (lower is better)" ;;
+        rss_per_conn) echo "server RSS KiB per idle connection ($IDLE_CONNS conns, lower is better)" ;;
+        connects_per_sec) echo "connects/s with closing handshake (-c $CONNECT_CONCURRENCY)" ;;
+        idle_connect_rate) echo "connects/s during the idle ramp" ;;
+    esac
+}
+
+FLAGGED=""
+SERVERS=("wsd $WSD_PORT" "fastws-echo $PEER_PORT")
+for rep in $(seq "$REPS"); do
+    for s in "${SERVERS[@]}"; do
+        set -- $s
+        note "rep $rep/$REPS: $1"
+        measure "$1" "$2" >"$TMP/result.$1.$rep"
+        echo "rep $rep $1: $(tr '\n' ' ' <"$TMP/result.$1.$rep")" >&2
+    done
+done
+
+median() { # name key: the median over the repetitions
+    for rep in $(seq "$REPS"); do
+        awk -v k="$2" '$1 == k { print $2 }' "$TMP/result.$1.$rep"
+    done | sort -g | awk '{ v[NR] = $1 } END {
+        if (NR == 0) print "n/a"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+echo
+echo "wsd vs fastws-echo on loopback: $(uname -r), $CORES cores$([ ${#SERVER_PIN[@]} -gt 0 ] && echo ', server on core 0, load on core 1'), DURATION=$DURATION, median of REPS=$REPS"
+echo
+echo "| metric | wsd | fastws-echo | wsd/peer |"
+echo "| --- | ---: | ---: | ---: |"
+for key in "${ROWS[@]}"; do
+    a=$(median wsd "$key")
+    b=$(median fastws-echo "$key")
+    awk -v l="$(label "$key")" -v a="$a" -v b="$b" 'BEGIN {
+        r = (a + 0 > 0 && b + 0 > 0) ? sprintf("%.2f", a / b) : "n/a";
+        fmt = (a + 0 >= 100 || b + 0 >= 100) ? "%.0f" : "%.2f";
+        printf "| %s | " fmt " | " fmt " | %s |\n", l, a, b, r
+    }'
+done
+if [ -n "$FLAGGED" ]; then
+    echo
+    echo "Runs with errors or failures (see the notes above):$FLAGGED"
+fi
