@@ -10,6 +10,10 @@ use wsd::client::{self, cli::Args};
 use wsd::exit;
 
 fn main() -> ExitCode {
+    // `wsc bench ...`: the load generator, with flags of its own.
+    if std::env::args_os().nth(1).is_some_and(|a| a == "bench") {
+        return ExitCode::from(wsd::bench::main(std::env::args_os().skip(1)) as u8);
+    }
     let args = Args::parse();
     env_logger::Builder::new()
         .parse_filters("warn")

@@ -25,6 +25,7 @@ Examples:
   wsd gen-cert --out certs                      # a local CA and a certificate for localhost;
   wsc --ca certs/ca.pem wss://localhost:12345   # then trust that CA for wss://
   wsc --ca ca.pem --cert me.pem --key me-key.pem wss://host   # mutual TLS
+  wsc bench ws://localhost:12345 -c 50 -d 10s --expect-prefix 'Server received: '   # load test (wsc bench --help)
 
 Output:
   Text messages are written one per line as they arrive. On a terminal the
