@@ -43,12 +43,16 @@ async fn run(args: &[&str], input: &[u8]) -> Run {
     finish(child).await
 }
 
-/// Waits (bounded) for wsc to exit and collects its output.
-async fn finish(child: Child) -> Run {
+/// Waits (bounded) for wsc to exit and collects its output. A stdin still
+/// attached stays open until wsc has exited (`wait_with_output` alone would
+/// close it first, and EOF would race whatever the test is waiting for).
+async fn finish(mut child: Child) -> Run {
+    let stdin = child.stdin.take();
     let out = tokio::time::timeout(BOUND, child.wait_with_output())
         .await
         .expect("wsc did not exit within the bound")
         .expect("wait for wsc");
+    drop(stdin);
     Run {
         code: out.status.code().expect("exit code, not a signal"),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
