@@ -2,9 +2,9 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use common::pki::Pki;
 use common::{BOUND, TestWsd, round_trip, test_config};
 use futures_util::SinkExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -12,59 +12,7 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::Connector;
 use tokio_tungstenite::tungstenite::Message;
 use wsd::config::TlsConfig;
-use wsd::tls::{ClientTls, LocalCa, TlsError};
-
-/// A CA, a server certificate for localhost signed by it, and the files.
-struct Pki {
-    dir: tempfile::TempDir,
-    ca: LocalCa,
-}
-
-impl Pki {
-    fn new() -> Pki {
-        Pki::named("test CA")
-    }
-
-    fn named(ca_name: &str) -> Pki {
-        let dir = tempfile::tempdir().unwrap();
-        let ca = LocalCa::new(ca_name).unwrap();
-        let server = ca
-            .issue_server(&["localhost".into(), "127.0.0.1".into()], None)
-            .unwrap();
-        std::fs::write(dir.path().join("ca.pem"), ca.cert_pem()).unwrap();
-        std::fs::write(dir.path().join("cert.pem"), &server.cert_pem).unwrap();
-        std::fs::write(dir.path().join("key.pem"), &server.key_pem).unwrap();
-        Pki { dir, ca }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn tls(&self) -> TlsConfig {
-        TlsConfig {
-            cert: self.path("cert.pem"),
-            key: self.path("key.pem"),
-            client_ca: None,
-        }
-    }
-
-    /// Writes a client certificate signed by this CA; returns (cert, key).
-    fn client_identity(&self) -> (PathBuf, PathBuf) {
-        let issued = self.ca.issue_client("test client").unwrap();
-        std::fs::write(self.path("client.pem"), &issued.cert_pem).unwrap();
-        std::fs::write(self.path("client-key.pem"), &issued.key_pem).unwrap();
-        (self.path("client.pem"), self.path("client-key.pem"))
-    }
-}
-
-fn start(pki: &Pki, client_ca: Option<&Path>) -> TestWsd {
-    let mut config = test_config();
-    let mut tls = pki.tls();
-    tls.client_ca = client_ca.map(Path::to_owned);
-    config.tls = Some(tls);
-    TestWsd::start_tls(config)
-}
+use wsd::tls::{ClientTls, TlsError};
 
 fn wss_url(wsd: &TestWsd) -> String {
     format!("wss://localhost:{}/", wsd.addr().port())
@@ -99,7 +47,7 @@ fn trusting(pki: &Pki) -> ClientTls {
 #[actix_web::test]
 async fn wss_echo_with_an_independent_client() {
     let pki = Pki::new();
-    let wsd = start(&pki, None);
+    let wsd = pki.serve(None);
     let mut ws = connect_wss(&wsd, &trusting(&pki)).await.expect("wss");
     assert_eq!(
         round_trip(&mut ws, "over tls").await,
@@ -113,7 +61,7 @@ async fn wss_echo_with_an_independent_client() {
 async fn a_client_that_does_not_trust_the_ca_is_refused_by_its_own_verifier() {
     let pki = Pki::new();
     let other = Pki::named("some other CA");
-    let wsd = start(&pki, None);
+    let wsd = pki.serve(None);
     let Err(err) = connect_wss(&wsd, &trusting(&other)).await else {
         panic!("a server signed by an untrusted CA was accepted");
     };
@@ -135,7 +83,7 @@ async fn a_client_that_does_not_trust_the_ca_is_refused_by_its_own_verifier() {
 #[actix_web::test]
 async fn mutual_tls_refuses_clients_without_a_certificate_and_serves_those_with_one() {
     let pki = Pki::new();
-    let wsd = start(&pki, Some(&pki.path("ca.pem")));
+    let wsd = pki.serve(Some(&pki.path("ca.pem")));
     assert!(connect_wss(&wsd, &trusting(&pki)).await.is_err());
 
     let stranger = Pki::named("a stranger's CA");
@@ -162,7 +110,7 @@ async fn mutual_tls_refuses_clients_without_a_certificate_and_serves_those_with_
 #[actix_web::test]
 async fn plain_http_and_garbage_on_the_tls_port_do_not_disturb_sessions() {
     let pki = Pki::new();
-    let wsd = start(&pki, None);
+    let wsd = pki.serve(None);
     let mut ws = connect_wss(&wsd, &trusting(&pki)).await.expect("wss");
 
     for junk in [

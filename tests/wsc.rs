@@ -5,60 +5,14 @@
 
 mod common;
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::peer::{Peer, Script, close_frame};
+use common::wsc::{finish, run, wsc};
 use common::{BOUND, TestWsd, test_config};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 use tokio_tungstenite::tungstenite::Message;
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn wsc(args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wsc"));
-    cmd.args(args)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    cmd
-}
-
-/// Runs wsc with `input` on stdin (then EOF) and collects everything.
-async fn run(args: &[&str], input: &[u8]) -> Run {
-    let mut child = wsc(args).spawn().expect("spawn wsc");
-    let mut stdin = child.stdin.take().expect("stdin");
-    let input = input.to_vec();
-    // Written concurrently: wsc reads stdin and writes stdout at once.
-    tokio::spawn(async move {
-        let _ = stdin.write_all(&input).await;
-    });
-    finish(child).await
-}
-
-/// Waits (bounded) for wsc to exit and collects its output. A stdin still
-/// attached stays open until wsc has exited (`wait_with_output` alone would
-/// close it first, and EOF would race whatever the test is waiting for).
-async fn finish(mut child: Child) -> Run {
-    let stdin = child.stdin.take();
-    let out = tokio::time::timeout(BOUND, child.wait_with_output())
-        .await
-        .expect("wsc did not exit within the bound")
-        .expect("wait for wsc");
-    drop(stdin);
-    Run {
-        code: out.status.code().expect("exit code, not a signal"),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
 
 #[actix_web::test]
 async fn a_pipeline_of_1000_lines_prints_every_reply_in_order() {

@@ -4,7 +4,9 @@
 #![allow(dead_code)]
 
 pub mod peer;
+pub mod pki;
 pub mod raw;
+pub mod wsc;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
