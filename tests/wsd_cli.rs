@@ -143,6 +143,26 @@ struct Running {
     addr: SocketAddr,
 }
 
+impl Running {
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits (bounded) for wsd to exit; its exit code and everything it logged.
+    fn finish(&mut self) -> (Option<i32>, String) {
+        wait_bounded(&mut self.child);
+        let mut stderr = String::new();
+        if let Some(mut pipe) = self.child.stderr.take() {
+            pipe.read_to_string(&mut stderr).unwrap();
+        }
+        (self.child.wait().unwrap().code(), stderr)
+    }
+}
+
 impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -260,11 +280,7 @@ fn sigterm_closes_every_session_with_1001_and_exits_0() {
         std::thread::sleep(Duration::from_millis(20));
     }
 
-    let status = Command::new("kill")
-        .args(["-TERM", &wsd.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    wsd.signal("TERM");
 
     for client in &mut clients {
         let (opcode, payload) = loop {
@@ -278,15 +294,8 @@ fn sigterm_closes_every_session_with_1001_and_exits_0() {
         assert_eq!(&payload[2..], b"server shutting down");
         client.write_all(&masked_close(1001)).unwrap();
     }
-    wait_bounded(&mut wsd.child);
-    let mut stderr = String::new();
-    wsd.child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
-    assert_eq!(wsd.child.wait().unwrap().code(), Some(0), "{stderr}");
+    let (code, stderr) = wsd.finish();
+    assert_eq!(code, Some(0), "{stderr}");
     assert!(stderr.contains("SIGTERM received"), "{stderr}");
     assert!(stderr.contains("open-file limit"), "{stderr}");
     assert!(
@@ -322,19 +331,8 @@ fn the_server_closes_the_tcp_connection_first_right_after_the_close_handshake() 
 #[test]
 fn a_max_connections_beyond_the_open_file_limit_is_warned_about() {
     let (mut wsd, _dir) = start_wsd("max_connections = 1000000000\n");
-    let status = Command::new("kill")
-        .args(["-INT", &wsd.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    wait_bounded(&mut wsd.child);
-    let mut stderr = String::new();
-    wsd.child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
+    wsd.signal("INT");
+    let (_, stderr) = wsd.finish();
     assert!(stderr.contains("SIGINT received"), "{stderr}");
     assert!(
         stderr.contains("max_connections (1000000000) exceeds what the open-file limit allows"),
