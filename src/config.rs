@@ -147,6 +147,26 @@ impl Config {
         Config::parse(&text, path)
     }
 
+    /// The config `wsd` runs with: the file at `path`, or else
+    /// [`DEFAULT_PATH`] if it exists, or else the defaults; then `bind` (the
+    /// `--bind` flag) over whatever the file said.
+    pub fn resolve(path: Option<&Path>, bind: Option<&str>) -> Result<Config, ConfigError> {
+        let (mut config, source) = match path {
+            Some(path) => (Config::load(path)?, path.to_owned()),
+            None if Path::new(DEFAULT_PATH).exists() => (
+                Config::load(Path::new(DEFAULT_PATH))?,
+                PathBuf::from(DEFAULT_PATH),
+            ),
+            None => (Config::default(), PathBuf::from("(built-in defaults)")),
+        };
+        if let Some(bind) = bind {
+            config.server.bind = bind.to_owned();
+            config.validate(Path::new("--bind"))?;
+        }
+        config.validate(&source)?;
+        Ok(config)
+    }
+
     /// Parses and validates config text; `path` is only used in messages.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let deserializer = toml::Deserializer::parse(text).map_err(|e| ConfigError::Syntax {

@@ -327,10 +327,26 @@ impl LocalCa {
 }
 
 /// What `wsd gen-cert` writes: a local CA and a server certificate it signed.
+/// Displays as the instructions for using them.
 pub struct Generated {
     pub ca: PathBuf,
     pub cert: PathBuf,
     pub key: PathBuf,
+    pub hosts: Vec<String>,
+}
+
+impl std::fmt::Display for Generated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (ca, cert, key) = (self.ca.display(), self.cert.display(), self.key.display());
+        writeln!(
+            f,
+            "wrote {ca}, {cert} and {key} (for {})",
+            self.hosts.join(", ")
+        )?;
+        writeln!(f, "\nServe wss:// by adding to config/wsd.toml:\n")?;
+        writeln!(f, "[tls]\ncert = \"{cert}\"\nkey = \"{key}\"\n")?;
+        write!(f, "then connect with: wsc --ca {ca} wss://localhost:12345")
+    }
 }
 
 /// Writes `ca.pem`, `cert.pem` and `key.pem` into `dir` for `hosts`.
@@ -345,6 +361,7 @@ pub fn generate_files(dir: &Path, hosts: &[String]) -> Result<Generated, TlsErro
         ca: dir.join("ca.pem"),
         cert: dir.join("cert.pem"),
         key: dir.join("key.pem"),
+        hosts: hosts.to_vec(),
     };
     for (path, text) in [
         (&files.ca, ca.cert_pem()),

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
-use wsd::config::{self, Config, ConfigError};
+use wsd::config::Config;
 use wsd::exit;
 
 /// A WebSocket echo server: every text message is answered with the configured
@@ -52,17 +52,7 @@ enum Command {
 fn gen_cert(hosts: &[String], out: &Path) -> ExitCode {
     match wsd::tls::generate_files(out, hosts) {
         Ok(files) => {
-            println!(
-                "wrote {}, {} and {} (for {})\n\nServe wss:// by adding to config/wsd.toml:\n\n\
-                 [tls]\ncert = \"{}\"\nkey = \"{}\"\n\nthen connect with: wsc --ca {} wss://localhost:12345",
-                files.ca.display(),
-                files.cert.display(),
-                files.key.display(),
-                hosts.join(", "),
-                files.cert.display(),
-                files.key.display(),
-                files.ca.display(),
-            );
+            println!("{files}");
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -72,29 +62,12 @@ fn gen_cert(hosts: &[String], out: &Path) -> ExitCode {
     }
 }
 
-fn load(args: &Args) -> Result<Config, ConfigError> {
-    let (mut config, path) = match &args.config {
-        Some(path) => (Config::load(path)?, path.clone()),
-        None if Path::new(config::DEFAULT_PATH).exists() => {
-            let path = PathBuf::from(config::DEFAULT_PATH);
-            (Config::load(&path)?, path)
-        }
-        None => (Config::default(), PathBuf::from("(built-in defaults)")),
-    };
-    if let Some(bind) = &args.bind {
-        config.server.bind = bind.clone();
-        config.validate(Path::new("--bind"))?;
-    }
-    config.validate(&path)?;
-    Ok(config)
-}
-
 fn main() -> ExitCode {
     let args = Args::parse();
     if let Some(Command::GenCert { hosts, out }) = &args.command {
         return gen_cert(hosts, out);
     }
-    let config = match load(&args) {
+    let config = match Config::resolve(args.config.as_deref(), args.bind.as_deref()) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("wsd: {e}");
