@@ -171,13 +171,17 @@ impl Drop for Running {
 }
 
 fn start_wsd(extra_config: &str) -> (Running, tempfile::TempDir) {
+    start_wsd_on("127.0.0.1", extra_config)
+}
+
+/// `wsd` on a free port of the loopback address `ip`.
+fn start_wsd_on(ip: &str, extra_config: &str) -> (Running, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let port = TcpListener::bind("127.0.0.1:0")
+    let free = TcpListener::bind(format!("{ip}:0"))
         .unwrap()
         .local_addr()
-        .unwrap()
-        .port();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        .unwrap();
+    let addr = SocketAddr::new(free.ip(), free.port());
     let path = write_config(
         dir.path(),
         &format!("[server]\nbind = \"{addr}\"\nworkers = 1\n{extra_config}"),
@@ -337,5 +341,27 @@ fn a_max_connections_beyond_the_open_file_limit_is_warned_about() {
     assert!(
         stderr.contains("max_connections (1000000000) exceeds what the open-file limit allows"),
         "{stderr}"
+    );
+}
+
+#[test]
+fn it_serves_ipv6_loopback() {
+    let (wsd, _dir) = start_wsd_on("[::1]", "");
+    assert!(wsd.addr.is_ipv6());
+    let mut client = ws_connect(wsd.addr);
+    let mask = [9u8, 8, 7, 6];
+    let mut frame = vec![0x81, 0x80 | 2];
+    frame.extend_from_slice(&mask);
+    frame.extend(b"v6".iter().enumerate().map(|(i, b)| b ^ mask[i]));
+    client.write_all(&frame).unwrap();
+    let (opcode, payload) = loop {
+        let frame = read_frame(&mut client).expect("reply");
+        if frame.0 != 0x9 {
+            break frame;
+        }
+    };
+    assert_eq!(
+        (opcode, payload.as_slice()),
+        (0x1, &b"Server received: v6"[..])
     );
 }
