@@ -8,7 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::peer::{Peer, Script, close_frame};
-use common::wsc::{finish, run, wsc};
+use common::wsc::{assert_refused, finish, run, wsc};
 use common::{BOUND, TestWsd, test_config};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Child;
@@ -68,16 +68,7 @@ async fn a_refused_connection_exits_1_with_one_line_on_stderr() {
     let url = format!("ws://{}/", listener.local_addr().unwrap());
     drop(listener);
     let r = run(&[&url], b"").await;
-    assert_eq!(r.code, 1);
-    assert_eq!(r.stdout, "");
-    assert_eq!(r.stderr.lines().count(), 1, "stderr: {:?}", r.stderr);
-    assert!(
-        r.stderr
-            .starts_with(&format!("wsc: cannot connect to {url}: ")),
-        "{}",
-        r.stderr
-    );
-    assert!(r.stderr.to_lowercase().contains("refused"), "{}", r.stderr);
+    assert_refused(&r, &url, "refused");
 }
 
 #[actix_web::test]

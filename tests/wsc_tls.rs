@@ -5,7 +5,7 @@
 mod common;
 
 use common::pki::{Pki, localhost};
-use common::wsc::{Run, run};
+use common::wsc::{Run, assert_refused, run};
 use common::{TestWsd, test_config};
 
 /// By name, so the certificate's names are what is checked.
@@ -16,21 +16,6 @@ fn wss_url(wsd: &TestWsd) -> String {
 /// Runs the real wsc with `input` on stdin (then EOF).
 async fn wsc(args: &[&str], input: &str) -> Run {
     run(args, input.as_bytes()).await
-}
-
-/// Exit 1, nothing on stdout, and exactly one stderr line naming the URL and
-/// containing `why`.
-fn assert_refused(r: &Run, url: &str, why: &str) {
-    assert_eq!(r.code, 1, "stderr: {}", r.stderr);
-    assert_eq!(r.stdout, "");
-    assert_eq!(r.stderr.lines().count(), 1, "stderr: {:?}", r.stderr);
-    assert!(
-        r.stderr
-            .starts_with(&format!("wsc: cannot connect to {url}: ")),
-        "{}",
-        r.stderr
-    );
-    assert!(r.stderr.contains(why), "expected {why:?} in {:?}", r.stderr);
 }
 
 #[actix_web::test]

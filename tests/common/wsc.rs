@@ -55,3 +55,18 @@ pub async fn finish(mut child: Child) -> Run {
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
+
+/// Exit 1, nothing on stdout, and exactly one stderr line naming the URL and
+/// containing `why`.
+pub fn assert_refused(r: &Run, url: &str, why: &str) {
+    assert_eq!(r.code, 1, "stderr: {}", r.stderr);
+    assert_eq!(r.stdout, "");
+    assert_eq!(r.stderr.lines().count(), 1, "stderr: {:?}", r.stderr);
+    assert!(
+        r.stderr
+            .starts_with(&format!("wsc: cannot connect to {url}: ")),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains(why), "expected {why:?} in {:?}", r.stderr);
+}
