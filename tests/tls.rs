@@ -130,74 +130,74 @@ async fn plain_http_and_garbage_on_the_tls_port_do_not_disturb_sessions() {
     );
 }
 
-fn tls_error(tls: &TlsConfig) -> String {
-    let err: TlsError = wsd::tls::server_config(tls).expect_err("must fail");
-    err.to_string()
-}
-
 #[test]
 fn bad_tls_files_name_the_file_and_the_problem() {
     let pki = Pki::new();
     let other = Pki::new();
-    let missing = TlsConfig {
-        cert: pki.path("nope.pem"),
-        ..pki.tls()
-    };
-    let msg = tls_error(&missing);
-    assert!(
-        msg.contains("nope.pem") && msg.contains("cannot read"),
-        "{msg}"
-    );
-
-    // A key file given as the certificate: PEM, but no certificate in it.
-    let no_cert = TlsConfig {
-        cert: pki.path("key.pem"),
-        ..pki.tls()
-    };
-    let msg = tls_error(&no_cert);
-    assert!(
-        msg.contains("key.pem") && msg.contains("no certificate"),
-        "{msg}"
-    );
-
-    let no_key = TlsConfig {
-        key: pki.path("cert.pem"),
-        ..pki.tls()
-    };
-    let msg = tls_error(&no_key);
-    assert!(
-        msg.contains("cert.pem") && msg.contains("no private key"),
-        "{msg}"
-    );
-
-    let mismatched = TlsConfig {
-        key: other.path("key.pem"),
-        ..pki.tls()
-    };
-    let msg = tls_error(&mismatched);
-    assert!(msg.contains("does not match"), "{msg}");
-
     std::fs::write(
         pki.path("garbage.pem"),
         "-----BEGIN CERTIFICATE-----\n!!!\n",
     )
     .unwrap();
-    let garbage = TlsConfig {
-        cert: pki.path("garbage.pem"),
-        ..pki.tls()
-    };
-    let msg = tls_error(&garbage);
-    assert!(msg.contains("garbage.pem"), "{msg}");
-
-    let bad_ca = TlsConfig {
-        client_ca: Some(pki.path("key.pem")),
-        ..pki.tls()
-    };
-    let msg = tls_error(&bad_ca);
-    assert!(
-        msg.contains("key.pem") && msg.contains("no certificate"),
-        "{msg}"
-    );
+    let good = pki.tls();
+    // (what is wrong, the config, words the message must contain)
+    let cases = [
+        (
+            "missing file",
+            TlsConfig {
+                cert: pki.path("nope.pem"),
+                ..good.clone()
+            },
+            ["nope.pem", "cannot read"],
+        ),
+        (
+            "a key file as the certificate",
+            TlsConfig {
+                cert: pki.path("key.pem"),
+                ..good.clone()
+            },
+            ["key.pem", "no certificate"],
+        ),
+        (
+            "a certificate file as the key",
+            TlsConfig {
+                key: pki.path("cert.pem"),
+                ..good.clone()
+            },
+            ["cert.pem", "no private key"],
+        ),
+        (
+            "another certificate's key",
+            TlsConfig {
+                key: other.path("key.pem"),
+                ..good.clone()
+            },
+            ["key.pem", "does not match"],
+        ),
+        (
+            "garbage PEM",
+            TlsConfig {
+                cert: pki.path("garbage.pem"),
+                ..good.clone()
+            },
+            ["garbage.pem", "garbage.pem"],
+        ),
+        (
+            "a key file as the client CA",
+            TlsConfig {
+                client_ca: Some(pki.path("key.pem")),
+                ..good.clone()
+            },
+            ["key.pem", "no certificate"],
+        ),
+    ];
+    for (what, tls, words) in cases {
+        let err: TlsError = wsd::tls::server_config(&tls).expect_err(what);
+        let msg = err.to_string();
+        for word in words {
+            assert!(msg.contains(word), "{what}: {msg:?} lacks {word:?}");
+        }
+    }
 }
 
 #[test]
