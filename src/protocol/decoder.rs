@@ -641,4 +641,111 @@ mod tests {
         let err = decode_all(&mut decoder, &frame(true, OP_TEXT, b"hi")).unwrap_err();
         assert_eq!(err.code, code::PROTOCOL_ERROR);
     }
+
+    /// A small deterministic generator (xorshift), so the randomised tests
+    /// below are reproducible without a dependency.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+    }
+
+    /// Feeds `wire` in pieces cut at random points; the outcome as a list.
+    fn decode_in_pieces(wire: &[u8], rng: &mut Rng, max: usize) -> (Vec<Event>, Option<Violation>) {
+        let mut decoder = Decoder::new(Role::Server, max);
+        let mut events = Vec::new();
+        let mut at = 0;
+        while at < wire.len() {
+            let len = 1 + rng.below((wire.len() - at).min(300));
+            let mut input = Bytes::copy_from_slice(&wire[at..at + len]);
+            at += len;
+            loop {
+                match decoder.decode(&mut input) {
+                    Ok(Some(event)) => events.push(event),
+                    Ok(None) => break,
+                    Err(v) => return (events, Some(v)),
+                }
+            }
+            assert!(input.is_empty(), "decoder left input unread");
+        }
+        (events, None)
+    }
+
+    #[test]
+    fn random_bytes_never_panic_and_always_end_in_events_or_a_violation() {
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        for _ in 0..2000 {
+            let len = rng.below(400);
+            let mut wire: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+            // Mostly plausible headers, so the test reaches past the first check.
+            if let Some(first) = wire.first_mut() {
+                *first = (*first & 0x8F) | if rng.below(4) == 0 { 0x70 } else { 0 };
+            }
+            if wire.len() > 1 && rng.below(2) == 0 {
+                wire[1] |= 0x80;
+            }
+            let _ = decode_in_pieces(&wire, &mut rng, 256);
+        }
+    }
+
+    #[test]
+    fn any_split_of_a_valid_stream_gives_the_same_events() {
+        let mut rng = Rng(42);
+        for round in 0..200 {
+            // A stream of messages, some fragmented, with pings in between.
+            let mut wire = Vec::new();
+            let mut expected = Vec::new();
+            for _ in 0..1 + rng.below(6) {
+                let text = rng.below(2) == 0;
+                let body: Vec<u8> = if text {
+                    "aé€😀".repeat(1 + rng.below(30)).into_bytes()
+                } else {
+                    (0..rng.below(3000)).map(|_| rng.next() as u8).collect()
+                };
+                let parts = 1 + rng.below(5);
+                let chunk = body.len().div_ceil(parts).max(1);
+                let pieces: Vec<&[u8]> = if body.is_empty() {
+                    vec![&[]]
+                } else {
+                    body.chunks(chunk).collect()
+                };
+                let whole = Bytes::from(body.clone());
+                let message = if text {
+                    Event::Text(whole)
+                } else {
+                    Event::Binary(whole)
+                };
+                for (i, piece) in pieces.iter().enumerate() {
+                    let opcode = match (i, text) {
+                        (0, true) => OP_TEXT,
+                        (0, false) => OP_BINARY,
+                        _ => OP_CONTINUATION,
+                    };
+                    let last = i + 1 == pieces.len();
+                    wire.extend(frame(last, opcode, piece));
+                    if last {
+                        expected.push(message.clone());
+                    }
+                    // A ping between fragments is answered before the message
+                    // completes; one after the last fragment comes after it.
+                    if rng.below(3) == 0 {
+                        let ping = vec![round as u8; rng.below(126)];
+                        wire.extend(frame(true, OP_PING, &ping));
+                        expected.push(Event::Ping(Bytes::from(ping)));
+                    }
+                }
+            }
+            let (events, violation) = decode_in_pieces(&wire, &mut rng, 1 << 20);
+            assert_eq!(violation, None, "round {round}");
+            assert_eq!(events, expected, "round {round}");
+        }
+    }
 }
