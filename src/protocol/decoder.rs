@@ -65,12 +65,10 @@ const TOO_BIG: Violation = Violation {
     reason: "message exceeds the size limit",
 };
 
-const OP_CONTINUATION: u8 = 0x0;
-const OP_TEXT: u8 = 0x1;
-const OP_BINARY: u8 = 0x2;
-const OP_CLOSE: u8 = 0x8;
-const OP_PING: u8 = 0x9;
-const OP_PONG: u8 = 0xA;
+use super::opcode::{
+    BINARY as OP_BINARY, CLOSE as OP_CLOSE, CONTINUATION as OP_CONTINUATION, PING as OP_PING,
+    PONG as OP_PONG, TEXT as OP_TEXT,
+};
 
 /// The longest payload a control frame may carry (RFC 6455 section 5.5).
 const MAX_CONTROL_PAYLOAD: usize = 125;

@@ -6,15 +6,6 @@
 
 use super::apply_mask;
 
-/// Frame opcodes (RFC 6455 section 5.2) for [`encode_frame`].
-pub mod opcode {
-    pub const TEXT: u8 = 0x1;
-    pub const BINARY: u8 = 0x2;
-    pub const CLOSE: u8 = 0x8;
-    pub const PING: u8 = 0x9;
-    pub const PONG: u8 = 0xA;
-}
-
 /// The longest frame header: 2 bytes, an 8-byte length and a 4-byte mask.
 pub const MAX_HEADER_LEN: usize = 14;
 
@@ -61,7 +52,7 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
-    use crate::protocol::{CloseFrame, Decoder, Event, Role};
+    use crate::protocol::{CloseFrame, Decoder, Event, Role, opcode};
 
     fn round_trip(opcode: u8, payload: &[u8]) -> Event {
         let mut wire = Vec::new();

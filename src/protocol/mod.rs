@@ -9,8 +9,19 @@ mod encode;
 mod mask;
 
 pub use decoder::{CloseFrame, Decoder, Event, Role, Violation};
-pub use encode::{MAX_HEADER_LEN, close_payload, encode_frame, opcode};
+pub use encode::{MAX_HEADER_LEN, close_payload, encode_frame};
 pub use mask::apply_mask;
+
+/// Frame opcodes (RFC 6455 section 5.2), shared by the decoder and the
+/// encoder; 3-7 and 11-15 are reserved.
+pub mod opcode {
+    pub const CONTINUATION: u8 = 0x0;
+    pub const TEXT: u8 = 0x1;
+    pub const BINARY: u8 = 0x2;
+    pub const CLOSE: u8 = 0x8;
+    pub const PING: u8 = 0x9;
+    pub const PONG: u8 = 0xA;
+}
 
 /// Close codes from RFC 6455 section 7.4.1, chosen in one place so that every
 /// path that ends a connection says the same thing for the same cause.
