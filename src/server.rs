@@ -17,7 +17,7 @@ use actix_web_actors::ws;
 use crate::config::{Config, SessionConfig};
 use crate::metrics::Metrics;
 use crate::registry::{Admission, Registry, Shutdown, Stats};
-use crate::session::Session;
+use crate::session::{Session, describe_peer};
 use crate::tls::{self, TlsError};
 
 /// Everything the handlers share: one per server, cloned into each worker.
@@ -157,7 +157,7 @@ async fn upgrade(
         state.metrics.connections_rejected.inc();
         log::warn!(
             "refused upgrade from {}: {} sessions open (max_connections)",
-            peer_of(&req),
+            describe_peer(req.peer_addr()),
             state.admission.max()
         );
         return HttpResponse::ServiceUnavailable()
@@ -177,11 +177,6 @@ async fn upgrade(
         slot,
     );
     response.streaming(body)
-}
-
-fn peer_of(req: &HttpRequest) -> String {
-    req.peer_addr()
-        .map_or_else(|| "unknown peer".to_owned(), |p| p.to_string())
 }
 
 async fn healthz(state: web::Data<AppState>) -> HttpResponse {

@@ -100,8 +100,7 @@ impl Session {
     }
 
     fn peer(&self) -> String {
-        self.peer
-            .map_or_else(|| "unknown peer".to_owned(), |p| p.to_string())
+        describe_peer(self.peer)
     }
 
     /// Sends a close frame and stops: for faults, where nothing the peer says
@@ -252,6 +251,12 @@ impl Session {
         });
         ctx.stop();
     }
+}
+
+/// A peer address for log lines (actix may not know it, e.g. behind a test
+/// transport).
+pub(crate) fn describe_peer(peer: Option<SocketAddr>) -> String {
+    peer.map_or_else(|| "unknown peer".to_owned(), |p| p.to_string())
 }
 
 fn close_reason(code: u16, reason: &str) -> CloseReason {
