@@ -214,10 +214,6 @@ impl Admission {
             })
     }
 
-    pub fn live(&self) -> usize {
-        self.live.load(Ordering::Acquire)
-    }
-
     pub fn max(&self) -> usize {
         self.max
     }

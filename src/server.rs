@@ -51,10 +51,6 @@ impl AppState {
         &self.config
     }
 
-    pub fn metrics(&self) -> &Metrics {
-        &self.metrics
-    }
-
     /// Tells every session to close with 1001 and waits up to `timeout` for
     /// them to finish. Returns how many were still open at the end.
     pub async fn shutdown(&self, timeout: Duration) -> usize {
