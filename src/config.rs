@@ -61,6 +61,14 @@ pub struct SessionConfig {
     pub max_message_size: usize,
     /// Prepended to every text reply; empty makes a pure echo server.
     pub reply_prefix: String,
+    /// Bytes of frames that may wait to be written to one peer; a peer that
+    /// lets more pile up is dropped as a slow consumer.
+    #[serde(with = "human_size")]
+    pub max_send_queue: usize,
+    /// A peer whose socket takes nothing for this long while frames wait is
+    /// dropped as a slow consumer.
+    #[serde(with = "human_duration")]
+    pub write_timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -106,6 +114,8 @@ impl Default for SessionConfig {
             close_timeout: Duration::from_secs(1),
             max_message_size: 1 << 20,
             reply_prefix: "Server received: ".into(),
+            max_send_queue: 1 << 20,
+            write_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -151,13 +161,11 @@ impl Config {
     /// [`DEFAULT_PATH`] if it exists, or else the defaults; then `bind` (the
     /// `--bind` flag) over whatever the file said.
     pub fn resolve(path: Option<&Path>, bind: Option<&str>) -> Result<Config, ConfigError> {
-        let (mut config, source) = match path {
-            Some(path) => (Config::load(path)?, path.to_owned()),
-            None if Path::new(DEFAULT_PATH).exists() => (
-                Config::load(Path::new(DEFAULT_PATH))?,
-                PathBuf::from(DEFAULT_PATH),
-            ),
-            None => (Config::default(), PathBuf::from("(built-in defaults)")),
+        let source = Config::source(path);
+        let mut config = match path {
+            Some(_) => Config::load(&source)?,
+            None if source.as_os_str() == DEFAULT_PATH => Config::load(&source)?,
+            None => Config::default(),
         };
         if let Some(bind) = bind {
             config.server.bind = bind.to_owned();
@@ -165,6 +173,17 @@ impl Config {
         }
         config.validate(&source)?;
         Ok(config)
+    }
+
+    /// Where [`resolve`](Config::resolve) takes the config from, for
+    /// messages: `path`, else [`DEFAULT_PATH`] if it exists, else the
+    /// built-in defaults.
+    pub fn source(path: Option<&Path>) -> PathBuf {
+        match path {
+            Some(path) => path.to_owned(),
+            None if Path::new(DEFAULT_PATH).exists() => PathBuf::from(DEFAULT_PATH),
+            None => PathBuf::from("(built-in defaults)"),
+        }
     }
 
     /// Parses and validates config text; `path` is only used in messages.
@@ -235,6 +254,7 @@ impl Config {
             ),
             ("session.client_timeout", self.session.client_timeout),
             ("session.close_timeout", self.session.close_timeout),
+            ("session.write_timeout", self.session.write_timeout),
         ] {
             if value.is_zero() {
                 return Err(invalid(key, "must be longer than zero".into()));
@@ -250,6 +270,23 @@ impl Config {
                     humantime::format_duration(session.client_timeout),
                     humantime::format_duration(session.heartbeat_interval)
                 ),
+            ));
+        }
+        if session.close_timeout >= s.shutdown_timeout {
+            return Err(invalid(
+                "session.close_timeout",
+                format!(
+                    "must be shorter than server.shutdown_timeout ({}), or a shutdown \
+                     could end before sessions finish their closing handshake; got {}",
+                    humantime::format_duration(s.shutdown_timeout),
+                    humantime::format_duration(session.close_timeout)
+                ),
+            ));
+        }
+        if session.max_send_queue == 0 {
+            return Err(invalid(
+                "session.max_send_queue",
+                "must be at least 1 byte".into(),
             ));
         }
         if session.max_message_size == 0 {

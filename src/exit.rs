@@ -8,3 +8,6 @@ pub const FAILURE: i32 = 1;
 pub const USAGE: i32 = 2;
 /// `wsc`: the connection ended abnormally (another close code, a reset, a timeout).
 pub const ABNORMAL: i32 = 3;
+/// `wsd`: a second SIGINT or SIGTERM cut the graceful shutdown short
+/// (128 + SIGINT, as shells report an interrupted program).
+pub const INTERRUPTED: i32 = 130;

@@ -3,32 +3,28 @@
 //! # Layout
 //!
 //! - [`config`]: the server's TOML config: serde types, loading, validation.
-//! - [`protocol`]: RFC 6455 rules with no I/O: close codes, the strict
-//!   incremental frame decoder, the reply format. Shared by server and client.
-//! - [`session`]: the actor that owns one WebSocket connection.
-//! - [`registry`]: the supervising actor that knows every session, and the
-//!   connection limit.
-//! - [`metrics`]: the counters behind `/metrics`.
-//! - [`server`]: the actix-web `app` factory (used by `wsd` and the tests) and
-//!   `run`, which adds listening, signals and graceful shutdown.
-//! - [`client`]: `wsc`'s library side: options and handshake (awc), the
-//!   connection loop (kept apart from terminal I/O), and the console.
+//! - [`protocol`]: RFC 6455 rules with no I/O: close codes, the handshake's
+//!   rules, the strict incremental frame decoder, the frame encoders. Shared
+//!   by server and client.
+//! - [`server`]: everything of `wsd` between a socket and a session: the
+//!   actix-web app, the session actor and its output queue, the registry,
+//!   admission, metrics, and `run` (listening, signals, graceful shutdown).
 //! - [`tls`]: rustls configs for wss:// (server and client) from PEM files,
 //!   and the local CA behind `wsd gen-cert`.
-//! - [`exit`]: the process exit codes both binaries use.
+//! - [`client`]: `wsc`'s library side: options and handshake (awc), the
+//!   connection loop (kept apart from terminal I/O), and the console.
 //! - [`bench`]: `wsc bench`, the load generator (its own raw WebSocket client
 //!   on tokio, sharing `protocol`'s decoder and encoder).
+//! - [`exit`]: the process exit codes both binaries use.
 //!
-//! Dependencies run one way: binaries -> `server` -> `session`/`registry` ->
-//! `protocol`.
+//! Dependencies run one way: binaries -> `server`, `client`, `bench` ->
+//! `config`, `tls` -> `protocol`. Nothing depends on a binary, and
+//! `protocol` depends on nothing of ours.
 
 pub mod bench;
 pub mod client;
 pub mod config;
 pub mod exit;
-pub mod metrics;
 pub mod protocol;
-pub mod registry;
 pub mod server;
-pub mod session;
 pub mod tls;

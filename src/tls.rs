@@ -45,6 +45,29 @@ pub enum TlsError {
     Generate(#[from] rcgen::Error),
 }
 
+impl TlsError {
+    /// The `[tls]` key naming the file this error is about, for messages
+    /// that point at the config.
+    pub fn config_key(&self, tls: &TlsConfig) -> &'static str {
+        let path = match self {
+            TlsError::Read { path, .. }
+            | TlsError::NoCertificate { path }
+            | TlsError::NoKey { path }
+            | TlsError::Pem { path, .. }
+            | TlsError::Rejected { path, .. } => path,
+            TlsError::Mismatch { .. } => return "tls.key",
+            TlsError::Generate(_) => return "tls",
+        };
+        if tls.client_ca.as_deref() == Some(path.as_path()) {
+            "tls.client_ca"
+        } else if *path == tls.key {
+            "tls.key"
+        } else {
+            "tls.cert"
+        }
+    }
+}
+
 /// The crypto backend for every TLS config we build.
 pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
@@ -90,13 +113,33 @@ pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
 /// A root store holding every certificate in a PEM file.
 pub fn load_roots(path: &Path) -> Result<RootCertStore, TlsError> {
     let mut roots = RootCertStore::empty();
+    add_roots(&mut roots, path)?;
+    Ok(roots)
+}
+
+/// Adds every certificate in a PEM file to `roots` as a trust anchor.
+fn add_roots(roots: &mut RootCertStore, path: &Path) -> Result<(), TlsError> {
     for cert in load_certs(path)? {
         roots.add(cert).map_err(|e| TlsError::Rejected {
             path: path.to_owned(),
             message: format!("not a usable CA certificate: {e}"),
         })?;
     }
-    Ok(roots)
+    Ok(())
+}
+
+/// rustls' answer to a certificate and key that do not go together.
+fn identity_error(e: rustls::Error, cert: &Path, key: &Path) -> TlsError {
+    match e {
+        rustls::Error::InconsistentKeys(_) => TlsError::Mismatch {
+            cert: cert.to_owned(),
+            key: key.to_owned(),
+        },
+        other => TlsError::Rejected {
+            path: key.to_owned(),
+            message: other.to_string(),
+        },
+    }
 }
 
 /// The server's rustls config from the `[tls]` section.
@@ -122,16 +165,9 @@ pub fn server_config(tls: &TlsConfig) -> Result<ServerConfig, TlsError> {
             builder.with_client_cert_verifier(verifier)
         }
     };
-    let mut config = builder.with_single_cert(certs, key).map_err(|e| match e {
-        rustls::Error::InconsistentKeys(_) => TlsError::Mismatch {
-            cert: tls.cert.clone(),
-            key: tls.key.clone(),
-        },
-        other => TlsError::Rejected {
-            path: tls.key.clone(),
-            message: other.to_string(),
-        },
-    })?;
+    let mut config = builder
+        .with_single_cert(certs, key)
+        .map_err(|e| identity_error(e, &tls.cert, &tls.key))?;
     // WebSocket upgrades are HTTP/1.1 requests.
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
@@ -153,12 +189,7 @@ pub fn client_config(opts: &ClientTls) -> Result<ClientConfig, TlsError> {
     let mut roots = RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(ca) = &opts.ca {
-        for cert in load_certs(ca)? {
-            roots.add(cert).map_err(|e| TlsError::Rejected {
-                path: ca.clone(),
-                message: format!("not a usable CA certificate: {e}"),
-            })?;
-        }
+        add_roots(&mut roots, ca)?;
     }
     let builder = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
@@ -177,16 +208,7 @@ pub fn client_config(opts: &ClientTls) -> Result<ClientConfig, TlsError> {
         None => builder.with_no_client_auth(),
         Some((cert, key)) => builder
             .with_client_auth_cert(load_certs(cert)?, load_key(key)?)
-            .map_err(|e| match e {
-                rustls::Error::InconsistentKeys(_) => TlsError::Mismatch {
-                    cert: cert.clone(),
-                    key: key.clone(),
-                },
-                other => TlsError::Rejected {
-                    path: key.clone(),
-                    message: other.to_string(),
-                },
-            })?,
+            .map_err(|e| identity_error(e, cert, key))?,
     };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)

@@ -164,7 +164,7 @@ async fn traffic_is_counted_in_metrics() {
 #[actix_web::test]
 async fn a_plain_http_request_to_the_endpoint_gets_426() {
     let wsd = TestWsd::start(test_config());
-    let res = wsd.srv.get("/").send().await.unwrap();
+    let res = wsd.get("/").send().await.unwrap();
     assert_eq!(res.status().as_u16(), 426);
     assert_eq!(res.headers().get("sec-websocket-version").unwrap(), "13");
 }

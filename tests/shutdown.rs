@@ -37,7 +37,7 @@ async fn shutdown_sends_1001_to_every_session_and_waits_for_them() {
         .await
         .expect("shutdown did not finish")
         .expect("shutdown task");
-    assert_eq!(left, 0);
+    assert_eq!(left, Ok(0));
     assert_eq!(wsd.sessions().await, 0);
     assert_eq!(
         wsd.metric("wsd_sessions_closed_total{reason=\"shutdown\"}")
@@ -58,7 +58,7 @@ async fn a_peer_that_ignores_the_close_is_dropped_after_close_timeout() {
     let left = tokio::time::timeout(BOUND, wsd.state.shutdown(BOUND))
         .await
         .expect("shutdown hung on a silent peer");
-    assert_eq!(left, 0);
+    assert_eq!(left, Ok(0));
     // The peer got its close frame and then the end of the connection.
     client.expect_close(1001).await;
 }
@@ -79,5 +79,5 @@ async fn no_data_is_echoed_after_the_server_sent_its_close() {
     // The close completes the handshake; the text got no reply (expect_eof
     // fails on any data frame).
     client.expect_eof().await;
-    assert_eq!(shutdown.await.expect("shutdown"), 0);
+    assert_eq!(shutdown.await.expect("shutdown"), Ok(0));
 }

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use wsd::config::Config;
 use wsd::exit;
+use wsd::server::Stopped;
 
 /// A WebSocket echo server: every text message is answered with the configured
 /// prefix and the message, every binary message is echoed unchanged.
@@ -19,7 +20,8 @@ use wsd::exit;
         wsd --config /etc/wsd.toml --bind 0.0.0.0:8080\n  \
         wsd --print-config > my.toml         # start a config file from the effective settings\n  \
         wsd gen-cert --out certs             # a local CA and a certificate for trying wss://\n\n\
-        Exit codes: 0 clean shutdown, 1 cannot listen, 2 bad config or usage."
+        Exit codes: 0 clean shutdown, 1 cannot listen, 2 bad config or usage,\n  \
+        130 a second SIGINT/SIGTERM cut the shutdown short."
 )]
 struct Args {
     /// Config file (TOML). Default: config/wsd.toml if it exists, else built-in defaults.
@@ -83,9 +85,18 @@ fn main() -> ExitCode {
         .parse_default_env()
         .init();
     match actix_web::rt::System::new().block_on(wsd::server::run(config)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(Stopped::Drained) => ExitCode::SUCCESS,
+        Ok(Stopped::Interrupted) => ExitCode::from(exit::INTERRUPTED as u8),
+        // Reported once, on stderr; a config problem names the file first,
+        // like every other config error.
+        Err(e) if e.is_config() => {
+            eprintln!(
+                "wsd: {}: {e}",
+                Config::source(args.config.as_deref()).display()
+            );
+            ExitCode::from(e.exit_code() as u8)
+        }
         Err(e) => {
-            log::error!("{e}");
             eprintln!("wsd: {e}");
             ExitCode::from(e.exit_code() as u8)
         }

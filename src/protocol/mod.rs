@@ -1,15 +1,17 @@
 //! RFC 6455 rules, free of actors and I/O so that every rule is unit-testable.
 //!
 //! The server and the client share this module: close codes and their meaning,
-//! the strict incremental frame [`Decoder`], the client-side frame encoder
-//! ([`encode_frame`]), and the reply format.
+//! the strict incremental frame [`Decoder`], the frame encoders (unmasked
+//! [`server_frame`], masked [`encode_frame`]), and the opening [`handshake`]'s
+//! rules.
 
 mod decoder;
 mod encode;
+pub mod handshake;
 mod mask;
 
 pub use decoder::{CloseFrame, Decoder, Event, Role, Violation};
-pub use encode::{MAX_HEADER_LEN, close_payload, encode_frame};
+pub use encode::{Header, MAX_HEADER_LEN, close_payload, encode_frame, server_frame};
 pub use mask::apply_mask;
 
 /// Frame opcodes (RFC 6455 section 5.2), shared by the decoder and the
@@ -42,6 +44,8 @@ pub mod code {
     pub const INVALID_PAYLOAD: u16 = 1007;
     /// A message larger than the configured limit.
     pub const TOO_BIG: u16 = 1009;
+    /// A policy was broken; we send it to a slow consumer.
+    pub const POLICY: u16 = 1008;
     /// Something went wrong on our side (also used for a peer that stops answering).
     pub const INTERNAL_ERROR: u16 = 1011;
 }
@@ -77,17 +81,6 @@ pub fn close_code_name(code: u16) -> &'static str {
     }
 }
 
-/// The text reply to a text message: `prefix` followed by the message.
-///
-/// One allocation of the exact size; both halves are already valid UTF-8, so the
-/// result is too.
-pub fn reply_text(prefix: &str, message: &str) -> String {
-    let mut reply = String::with_capacity(prefix.len() + message.len());
-    reply.push_str(prefix);
-    reply.push_str(message);
-    reply
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,14 +97,5 @@ mod tests {
         ] {
             assert!(!is_valid_close_code(invalid), "{invalid} should be invalid");
         }
-    }
-
-    #[test]
-    fn reply_is_prefix_then_message() {
-        assert_eq!(
-            reply_text("Server received: ", "hello"),
-            "Server received: hello"
-        );
-        assert_eq!(reply_text("", "echo"), "echo");
     }
 }

@@ -16,7 +16,7 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use wsd::config::Config;
-use wsd::server::{AppState, app};
+use wsd::server::{AppState, Server};
 
 /// The bound for anything a test waits on. Generous: a loaded 2-core CI
 /// machine must not make a correct server look broken.
@@ -32,44 +32,78 @@ pub fn test_config() -> Config {
     config.session.heartbeat_interval = Duration::from_millis(250);
     config.session.client_timeout = Duration::from_secs(5);
     config.session.close_timeout = Duration::from_millis(500);
+    // One worker: every test's sessions share a thread, as many do under load.
+    config.server.workers = 1;
     config
 }
 
-/// The real application on a real socket.
+/// The real server, as `wsd` builds it, on a free loopback port.
+///
+/// It runs in a thread with its own actix system, like the binary's, so a
+/// test's own runtime never carries the server's work; dropping it stops both.
 pub struct TestWsd {
-    pub srv: actix_test::TestServer,
     pub state: AppState,
+    addr: std::net::SocketAddr,
+    tls: bool,
+    handle: actix_web::dev::ServerHandle,
+    system: actix_rt::System,
+    client: awc::Client,
 }
 
 impl TestWsd {
-    /// Starts the app with `config`. Call from inside an actix system
-    /// (`#[actix_web::test]`): the registry actor runs there.
+    /// Starts the server with `config` (its `server.bind` should use port 0).
     pub fn start(config: Config) -> TestWsd {
-        let server_config =
-            actix_test::config().client_request_timeout(config.server.handshake_timeout);
-        TestWsd::start_with(config, server_config)
+        // The server's log, shown with a failing test's output (RUST_LOG).
+        let _ = env_logger::builder().is_test(true).try_init();
+        let tls = config.tls.is_some();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            actix_rt::System::new().block_on(async move {
+                let server = match Server::bind(config) {
+                    Ok(server) => server,
+                    Err(e) => {
+                        let _ = tx.send(Err(e.to_string()));
+                        return;
+                    }
+                };
+                let started = (
+                    server.state().clone(),
+                    server.addrs()[0],
+                    server.handle(),
+                    actix_rt::System::current(),
+                );
+                let _ = tx.send(Ok(started));
+                let _ = server.run().await;
+            });
+        });
+        let (state, addr, handle, system) = rx
+            .recv()
+            .expect("server thread")
+            .unwrap_or_else(|e| panic!("cannot start wsd: {e}"));
+        TestWsd {
+            state,
+            addr,
+            tls,
+            handle,
+            system,
+            client: http_client(),
+        }
     }
 
-    /// Starts the app serving TLS with the rustls config `wsd` would build
-    /// from `config.tls`.
+    /// Starts the server serving TLS (the config must have `[tls]`).
     pub fn start_tls(config: Config) -> TestWsd {
-        let tls = config.tls.as_ref().expect("config.tls");
-        let rustls = wsd::tls::server_config(tls).expect("tls config");
-        let server_config = actix_test::config()
-            .client_request_timeout(config.server.handshake_timeout)
-            .rustls_0_23(rustls);
-        TestWsd::start_with(config, server_config)
+        assert!(config.tls.is_some(), "start_tls needs config.tls");
+        TestWsd::start(config)
     }
 
-    fn start_with(config: Config, server_config: actix_test::TestServerConfig) -> TestWsd {
-        let state = AppState::new(config);
-        let factory_state = state.clone();
-        let srv = actix_test::start_with(server_config, move || app(factory_state.clone()));
-        TestWsd { srv, state }
+    /// An HTTP request to this server (plain HTTP; use only without TLS).
+    pub fn get(&self, path: &str) -> awc::ClientRequest {
+        assert!(!self.tls, "TestWsd::get speaks plain HTTP");
+        self.client.get(format!("http://{}{path}", self.addr))
     }
 
     pub fn addr(&self) -> std::net::SocketAddr {
-        self.srv.addr()
+        self.addr
     }
 
     pub fn ws_url(&self) -> String {
@@ -87,7 +121,7 @@ impl TestWsd {
 
     /// `/healthz` as JSON.
     pub async fn health(&self) -> serde_json::Value {
-        let mut res = self.srv.get("/healthz").send().await.expect("healthz");
+        let mut res = self.get("/healthz").send().await.expect("healthz");
         assert!(res.status().is_success());
         res.json().await.expect("healthz json")
     }
@@ -98,7 +132,7 @@ impl TestWsd {
 
     /// The value of one metric line (`name` may include labels), or None.
     pub async fn metric(&self, name: &str) -> Option<f64> {
-        let mut res = self.srv.get("/metrics").send().await.expect("metrics");
+        let mut res = self.get("/metrics").send().await.expect("metrics");
         let body = res.body().await.expect("metrics body");
         let text = String::from_utf8_lossy(&body).into_owned();
         text.lines()
@@ -115,6 +149,19 @@ impl TestWsd {
             self.sessions().await
         );
     }
+}
+
+impl Drop for TestWsd {
+    fn drop(&mut self) {
+        // `stop` sends its command at once; the future only waits for it.
+        #[allow(clippy::let_underscore_future)]
+        let _ = self.handle.stop(false);
+        self.system.stop();
+    }
+}
+
+fn http_client() -> awc::Client {
+    awc::Client::builder().timeout(BOUND).finish()
 }
 
 /// Polls `check` every 20 ms until it is true or `bound` passes.

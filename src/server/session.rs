@@ -1,14 +1,20 @@
-//! One actor per WebSocket connection.
+//! One actor per WebSocket connection, and [`CloseCause`], why one ended.
 //!
-//! The actor runs in an `actix-web-actors` [`WebsocketContext`], which writes
-//! our frames and drives the actor's lifecycle. Incoming bytes, however, do not
-//! go through that context's own decoder: they reach the actor through
-//! [`Frames`], which runs our strict [`Decoder`] (see `protocol` for why). The
-//! context is handed a stream that never yields, so its decoder stays idle.
+//! The actor runs in a plain actix `Context` of its own. Incoming bytes reach
+//! it through [`Frames`], which runs our strict [`Decoder`]; outgoing frames
+//! are encoded here and queued in its [`Outbox`], which the HTTP response body
+//! drains (see `outbox` for why the actor does not live inside the body). So
+//! its timers and mailbox are served whether or not the peer reads.
 //!
-//! Per message the session does the least it can: reply, count in its own
-//! fields. The registry hears from it on start and stop; the shared metrics on
-//! each heartbeat tick.
+//! Per message the session does the least it can: encode the reply once into
+//! one buffer, queue it, count in its own fields. The registry hears from it
+//! on start and stop; the shared metrics on each heartbeat tick.
+//!
+//! Write progress is sampled on the heartbeat tick, not per frame: output
+//! that has not moved since the previous tick while some waits (in our queue,
+//! or unacknowledged in the kernel's) is *stalled*. Stalled for `write_timeout` makes a slow consumer; a session
+//! that must close while stalled resets the connection, since its close frame
+//! could never be written.
 
 use std::cell::Cell;
 use std::net::SocketAddr;
@@ -16,35 +22,87 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
+use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use actix_web::error::PayloadError;
-use actix_web_actors::ws::{self, CloseReason, WebsocketContext};
 use bytes::Bytes;
-use bytestring::ByteString;
 use futures_util::Stream;
 
+use super::metrics::{Metrics, Traffic};
+use super::outbox::{Body, ConnSocket, Outbox, Progress, TransportClosed};
+use super::registry::{Connect, Disconnect, GoingAway, Registry};
 use crate::config::SessionConfig;
-use crate::metrics::{CloseCause, Metrics, Traffic};
-use crate::protocol::{self, CloseFrame, Decoder, Event, Role, Violation, code};
-use crate::registry::{Connect, Disconnect, GoingAway, Registry, Slot};
+use crate::protocol::{self, CloseFrame, Decoder, Event, Role, Violation, code, opcode};
+use crate::server::admission::Slot;
 
 /// Session ids are unique for the life of the process, so log lines about one
 /// connection can be told apart from another's.
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Why a session ended, as a metrics label and a log word.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub enum CloseCause {
+    /// The peer closed with 1000, 1001 or no code.
+    Normal,
+    /// The peer closed with any other code.
+    PeerError,
+    /// We failed the connection: framing fault (1002).
+    ProtocolError,
+    /// We failed the connection: invalid UTF-8 (1007).
+    InvalidPayload,
+    /// We failed the connection: message over the limit (1009).
+    TooBig,
+    /// The peer went silent past `client_timeout`.
+    HeartbeatTimeout,
+    /// The peer did not read: its send queue overflowed, or the socket took
+    /// nothing for `write_timeout` (1008).
+    SlowConsumer,
+    /// The server is shutting down.
+    Shutdown,
+    /// The TCP connection ended without a closing handshake.
+    Abnormal,
+}
+
+impl CloseCause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseCause::Normal => "normal",
+            CloseCause::PeerError => "peer_error",
+            CloseCause::ProtocolError => "protocol_error",
+            CloseCause::InvalidPayload => "invalid_payload",
+            CloseCause::TooBig => "message_too_big",
+            CloseCause::HeartbeatTimeout => "heartbeat_timeout",
+            CloseCause::SlowConsumer => "slow_consumer",
+            CloseCause::Shutdown => "shutdown",
+            CloseCause::Abnormal => "abnormal",
+        }
+    }
+}
 
 /// Why a session ended, kept for its last log line and the metrics.
 #[derive(Debug, Clone)]
 struct Ending {
     cause: CloseCause,
     code: u16,
-    reason: String,
+    reason: &'static str,
+    /// The peer's close reason, when the peer closed.
+    peer_reason: String,
+}
+
+/// What a new session is given by the upgrade handler.
+pub(crate) struct Setup {
+    pub peer: Option<SocketAddr>,
+    pub socket: Option<ConnSocket>,
+    pub config: Arc<SessionConfig>,
+    pub registry: Addr<Registry>,
+    pub metrics: Arc<Metrics>,
+    pub slot: Slot,
 }
 
 /// The per-connection actor.
-pub struct Session {
+pub(crate) struct Session {
     id: u64,
     peer: Option<SocketAddr>,
     started: Instant,
@@ -52,11 +110,16 @@ pub struct Session {
     registry: Addr<Registry>,
     metrics: Arc<Metrics>,
     _slot: Slot,
+    outbox: Outbox,
     /// Set by [`Frames`] whenever bytes arrive, cleared by the heartbeat
     /// tick: a sign of life even in the middle of a long message, and cheaper
     /// than reading the clock per chunk.
     heard: Rc<Cell<bool>>,
     last_heard: Instant,
+    /// The output's progress counters at the last tick, and since when they
+    /// have not moved while output waited.
+    seen: u64,
+    stalled_since: Option<Instant>,
     /// We have sent a close frame and wait for the peer's.
     closing: bool,
     ending: Option<Ending>,
@@ -65,74 +128,129 @@ pub struct Session {
 
 impl Session {
     /// Starts a session on `payload` (the upgraded connection's bytes) and
-    /// returns the response body stream that carries its frames.
-    pub fn start<S>(
-        payload: S,
-        peer: Option<SocketAddr>,
-        config: Arc<SessionConfig>,
-        registry: Addr<Registry>,
-        metrics: Arc<Metrics>,
-        slot: Slot,
-    ) -> impl Stream<Item = Result<Bytes, actix_web::Error>>
+    /// returns the response body that carries its frames.
+    pub(crate) fn start<S>(payload: S, setup: Setup) -> Body
     where
         S: Stream<Item = Result<Bytes, PayloadError>> + Unpin + 'static,
     {
-        let decoder = Decoder::new(Role::Server, config.max_message_size);
-        WebsocketContext::with_factory(futures_util::stream::pending(), move |ctx| {
+        let mut body = None;
+        Session::create(|ctx| {
+            let (outbox, b) = Outbox::new(
+                setup.config.max_send_queue,
+                setup.socket,
+                ctx.address().recipient(),
+            );
+            body = Some(b);
             let heard = Rc::new(Cell::new(false));
+            let decoder = Decoder::new(Role::Server, setup.config.max_message_size);
             ctx.add_stream(Frames::new(payload, decoder, heard.clone()));
             let now = Instant::now();
             Session {
                 id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-                peer,
+                peer: setup.peer,
                 started: now,
-                config,
-                registry,
-                metrics,
-                _slot: slot,
+                config: setup.config,
+                registry: setup.registry,
+                metrics: setup.metrics,
+                _slot: setup.slot,
+                outbox,
                 heard,
                 last_heard: now,
+                seen: 0,
+                stalled_since: None,
                 closing: false,
                 ending: None,
                 traffic: Traffic::default(),
             }
-        })
+        });
+        // `create` runs its closure before returning.
+        body.unwrap_or_else(|| unreachable!("Session::create ran its closure"))
     }
 
     fn peer(&self) -> String {
         describe_peer(self.peer)
     }
 
+    /// Queues a frame; a full queue makes this session a slow consumer.
+    fn send(&mut self, frame: Bytes, ctx: &mut Context<Self>) {
+        if self.outbox.push(frame).is_err() {
+            self.slow_consumer("its send queue is full", ctx);
+        }
+    }
+
+    /// Queues the close frame, or resets the connection when the socket is
+    /// stalled and the frame could never be written.
+    fn send_close(&mut self, close: Option<(u16, &str)>) {
+        if self.stalled_since.is_some() {
+            self.outbox.abort();
+            return;
+        }
+        let frame = match close {
+            Some((code, reason)) => {
+                protocol::server_frame(opcode::CLOSE, &[&code.to_be_bytes(), reason.as_bytes()])
+            }
+            None => protocol::server_frame(opcode::CLOSE, &[]),
+        };
+        self.outbox.push_last(frame);
+    }
+
     /// Sends a close frame and stops: for faults, where nothing the peer says
     /// afterwards could matter (RFC 6455 section 7.1.7, "fail the connection").
     fn fail(
         &mut self,
-        ctx: &mut WebsocketContext<Self>,
+        ctx: &mut Context<Self>,
         code: u16,
-        reason: &str,
+        reason: &'static str,
         cause: CloseCause,
     ) {
         if !self.closing {
-            ctx.close(Some(close_reason(code, reason)));
+            self.send_close(Some((code, reason)));
         }
         self.end(cause, code, reason);
+        ctx.stop();
+    }
+
+    /// Ends a peer that does not read: what is queued for it is dropped, and
+    /// it is told 1008 if the socket still moves, else reset.
+    fn slow_consumer(&mut self, why: &str, ctx: &mut Context<Self>) {
+        log::info!(
+            "session {} from {}: slow consumer, {why}; {} bytes queued",
+            self.id,
+            self.peer(),
+            self.outbox.queued()
+        );
+        self.end(CloseCause::SlowConsumer, code::POLICY, "slow consumer");
+        self.outbox.discard();
+        if self.closing {
+            // Our close frame was among what was dropped, and the socket has
+            // not moved since (only the write timeout ends a closing session).
+            self.outbox.abort();
+        } else {
+            self.send_close(Some((code::POLICY, "slow consumer")));
+        }
         ctx.stop();
     }
 
     /// Sends a close frame and waits (up to `close_timeout`) for the peer's.
     fn begin_close(
         &mut self,
-        ctx: &mut WebsocketContext<Self>,
+        ctx: &mut Context<Self>,
         code: u16,
-        reason: &str,
+        reason: &'static str,
         cause: CloseCause,
     ) {
         if self.closing {
             return;
         }
-        ctx.close(Some(close_reason(code, reason)));
-        self.closing = true;
         self.end(cause, code, reason);
+        if self.stalled_since.is_some() {
+            // It cannot be told; there is nothing to wait for.
+            self.outbox.abort();
+            ctx.stop();
+            return;
+        }
+        self.send_close(Some((code, reason)));
+        self.closing = true;
         ctx.run_later(self.config.close_timeout, |act, ctx| {
             log::debug!(
                 "session {}: no close reply from {}, dropping",
@@ -143,21 +261,34 @@ impl Session {
         });
     }
 
-    fn end(&mut self, cause: CloseCause, code: u16, reason: &str) {
+    fn end(&mut self, cause: CloseCause, code: u16, reason: &'static str) {
         if self.ending.is_none() {
             self.ending = Some(Ending {
                 cause,
                 code,
-                reason: reason.to_owned(),
+                reason,
+                peer_reason: String::new(),
             });
         }
     }
 
-    fn tick(&mut self, ctx: &mut WebsocketContext<Self>) {
+    fn tick(&mut self, ctx: &mut Context<Self>) {
         self.traffic.flush(&self.metrics);
         let now = Instant::now();
         if self.heard.replace(false) {
             self.last_heard = now;
+        }
+        let Progress { waiting, moved } = self.outbox.progress();
+        if moved != self.seen || !waiting {
+            self.seen = moved;
+            self.stalled_since = None;
+        } else if let Some(since) = self.stalled_since {
+            if now.duration_since(since) >= self.config.write_timeout {
+                self.slow_consumer("the socket took nothing for write_timeout", ctx);
+                return;
+            }
+        } else {
+            self.stalled_since = Some(now);
         }
         if self.closing {
             return;
@@ -178,36 +309,24 @@ impl Session {
             );
             return;
         }
-        ctx.ping(b"");
+        self.send(protocol::server_frame(opcode::PING, &[]), ctx);
     }
 
-    fn on_event(&mut self, event: Event, ctx: &mut WebsocketContext<Self>) {
+    fn on_event(&mut self, event: Event, ctx: &mut Context<Self>) {
         match event {
-            Event::Text(bytes) => {
+            Event::Text(text) => {
                 self.traffic.messages_received += 1;
-                self.traffic.bytes_received += bytes.len() as u64;
+                self.traffic.bytes_received += text.len() as u64;
                 if self.closing {
                     return;
                 }
-                let Ok(text) = ByteString::try_from(bytes) else {
-                    // The decoder validated it already; this cannot happen, but a
-                    // peer must never be able to make us panic.
-                    self.fail(
-                        ctx,
-                        code::INVALID_PAYLOAD,
-                        "text is not valid UTF-8",
-                        CloseCause::InvalidPayload,
-                    );
-                    return;
-                };
-                let reply = if self.config.reply_prefix.is_empty() {
-                    text
-                } else {
-                    ByteString::from(protocol::reply_text(&self.config.reply_prefix, &text))
-                };
+                // The decoder has validated the UTF-8, and the prefix is a
+                // `String`, so the reply is valid text without re-checking.
+                let prefix = self.config.reply_prefix.as_bytes();
+                let reply = protocol::server_frame(opcode::TEXT, &[prefix, &text]);
                 self.traffic.messages_sent += 1;
-                self.traffic.bytes_sent += reply.len() as u64;
-                ctx.write_raw(ws::Message::Text(reply));
+                self.traffic.bytes_sent += (prefix.len() + text.len()) as u64;
+                self.send(reply, ctx);
             }
             Event::Binary(bytes) => {
                 self.traffic.messages_received += 1;
@@ -217,11 +336,11 @@ impl Session {
                 }
                 self.traffic.messages_sent += 1;
                 self.traffic.bytes_sent += bytes.len() as u64;
-                ctx.write_raw(ws::Message::Binary(bytes));
+                self.send(protocol::server_frame(opcode::BINARY, &[&bytes]), ctx);
             }
             Event::Ping(payload) => {
                 if !self.closing {
-                    ctx.write_raw(ws::Message::Pong(payload));
+                    self.send(protocol::server_frame(opcode::PONG, &[&payload]), ctx);
                 }
             }
             Event::Pong(_) => {}
@@ -229,25 +348,27 @@ impl Session {
         }
     }
 
-    fn on_close(&mut self, frame: Option<CloseFrame>, ctx: &mut WebsocketContext<Self>) {
+    fn on_close(&mut self, frame: Option<CloseFrame>, ctx: &mut Context<Self>) {
         if self.closing {
             // The peer answered our close: the handshake is complete, and the
             // server closes the TCP connection first (RFC 6455 section 7.1.1).
             ctx.stop();
             return;
         }
-        let (code, reason) = frame.map_or((code::NO_STATUS, String::new()), |f| (f.code, f.reason));
+        let (code, peer_reason) =
+            frame.map_or((code::NO_STATUS, String::new()), |f| (f.code, f.reason));
         let cause = match code {
             code::NORMAL | code::GOING_AWAY | code::NO_STATUS => CloseCause::Normal,
             _ => CloseCause::PeerError,
         };
         // Echo the peer's code (section 5.5.1); a close without one is answered
         // with a close without one.
-        ctx.close((code != code::NO_STATUS).then(|| close_reason(code, "")));
+        self.send_close((code != code::NO_STATUS).then_some((code, "")));
         self.ending = Some(Ending {
             cause,
             code,
-            reason,
+            reason: "",
+            peer_reason,
         });
         ctx.stop();
     }
@@ -259,19 +380,12 @@ pub(crate) fn describe_peer(peer: Option<SocketAddr>) -> String {
     peer.map_or_else(|| "unknown peer".to_owned(), |p| p.to_string())
 }
 
-fn close_reason(code: u16, reason: &str) -> CloseReason {
-    CloseReason {
-        code: ws::CloseCode::from(code),
-        description: (!reason.is_empty()).then(|| reason.to_owned()),
-    }
-}
-
 fn round_ms(d: Duration) -> Duration {
     Duration::from_millis(d.as_millis() as u64)
 }
 
 impl Actor for Session {
-    type Context = WebsocketContext<Self>;
+    type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
         log::info!("session {} connected from {}", self.id, self.peer());
@@ -285,11 +399,30 @@ impl Actor for Session {
 
     fn stopped(&mut self, _: &mut Self::Context) {
         self.traffic.flush(&self.metrics);
+        self.outbox.finish();
+        if self.outbox.is_pending() {
+            // What is queued (at least the close frame) gets `close_timeout`
+            // to leave; a peer that does not read it by then is reset.
+            let outbox = self.outbox.clone();
+            let linger = self.config.close_timeout;
+            actix::spawn(async move {
+                tokio::time::sleep(linger).await;
+                if outbox.is_pending() {
+                    outbox.abort();
+                }
+            });
+        }
         let ending = self.ending.take().unwrap_or(Ending {
             cause: CloseCause::Abnormal,
             code: code::ABNORMAL,
-            reason: "connection dropped without a close frame".into(),
+            reason: "connection dropped without a close frame",
+            peer_reason: String::new(),
         });
+        let reason = if ending.peer_reason.is_empty() {
+            ending.reason
+        } else {
+            &ending.peer_reason
+        };
         log::info!(
             "session {} from {} disconnected: {} (code {} {}{}) after {}",
             self.id,
@@ -297,10 +430,10 @@ impl Actor for Session {
             ending.cause.as_str(),
             ending.code,
             protocol::close_code_name(ending.code),
-            if ending.reason.is_empty() {
+            if reason.is_empty() {
                 String::new()
             } else {
-                format!(", reason {:?}", ending.reason)
+                format!(", reason {reason:?}")
             },
             humantime::format_duration(round_ms(self.started.elapsed()))
         );
@@ -346,35 +479,6 @@ impl StreamHandler<Result<Event, Fault>> for Session {
     }
 }
 
-/// Required by `WebsocketContext`'s constructors. Its input stream never
-/// yields (our [`Frames`] carries the bytes), but should that change, frames
-/// from actix's decoder are still handled with the same rules.
-impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Session {
-    fn handle(&mut self, item: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
-        let event = match item {
-            Ok(ws::Message::Text(text)) => Event::Text(text.into_bytes()),
-            Ok(ws::Message::Binary(bytes)) => Event::Binary(bytes),
-            Ok(ws::Message::Ping(bytes)) => Event::Ping(bytes),
-            Ok(ws::Message::Pong(bytes)) => Event::Pong(bytes),
-            Ok(ws::Message::Close(reason)) => Event::Close(reason.map(|r| CloseFrame {
-                code: r.code.into(),
-                reason: r.description.unwrap_or_default(),
-            })),
-            Ok(ws::Message::Nop) => return,
-            Ok(ws::Message::Continuation(_)) | Err(_) => {
-                self.fail(
-                    ctx,
-                    code::PROTOCOL_ERROR,
-                    "protocol error",
-                    CloseCause::ProtocolError,
-                );
-                return;
-            }
-        };
-        self.on_event(event, ctx);
-    }
-}
-
 impl Handler<GoingAway> for Session {
     type Result = ();
 
@@ -388,11 +492,15 @@ impl Handler<GoingAway> for Session {
     }
 }
 
+impl Handler<TransportClosed> for Session {
+    type Result = ();
+
+    fn handle(&mut self, _: TransportClosed, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
+
 /// The upgraded connection's bytes, decoded into [`Event`]s.
-///
-/// No backpressure of our own is needed here: the actor only runs when
-/// actix-http polls the response body, which it stops doing while the socket
-/// will not take more, so a peer that does not read stops being read.
 struct Frames<S> {
     input: S,
     chunk: Bytes,
@@ -419,7 +527,7 @@ where
 {
     type Item = Result<Event, Fault>;
 
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+    fn poll_next(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
         if this.done {
             return Poll::Ready(None);

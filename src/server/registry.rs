@@ -1,5 +1,5 @@
 //! The supervising actor: it knows every live session, reports them, and
-//! drives graceful shutdown. Also home of [`Admission`], the connection limit.
+//! drives graceful shutdown.
 //!
 //! Sessions talk to the registry only when they start and stop; the registry
 //! talks to sessions only through a `Recipient<GoingAway>`, so it never needs to
@@ -8,18 +8,18 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
-use crate::metrics::{CloseCause, Metrics};
+use super::metrics::Metrics;
+use super::session::CloseCause;
 
 /// A session announces itself.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Connect {
+pub(crate) struct Connect {
     pub id: u64,
     pub peer: Option<SocketAddr>,
     pub addr: Recipient<GoingAway>,
@@ -28,7 +28,7 @@ pub struct Connect {
 /// A session has ended, however it ended.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Disconnect {
+pub(crate) struct Disconnect {
     pub id: u64,
     pub cause: CloseCause,
 }
@@ -36,20 +36,20 @@ pub struct Disconnect {
 /// Sent to a session: close with 1001, the server is going away.
 #[derive(Message, Clone, Copy)]
 #[rtype(result = "()")]
-pub struct GoingAway;
+pub(crate) struct GoingAway;
 
 /// Close every session and resolve when all are gone or `timeout` passes.
 /// Answers how many sessions were still open at the end (0 = clean).
 #[derive(Message)]
 #[rtype(result = "usize")]
-pub struct Shutdown {
+pub(crate) struct Shutdown {
     pub timeout: Duration,
 }
 
 /// Ask for a [`Report`].
 #[derive(Message)]
 #[rtype(result = "Report")]
-pub struct Stats;
+pub(crate) struct Stats;
 
 /// What the registry knows, for `/healthz`.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -66,7 +66,7 @@ struct Entry {
 }
 
 /// The registry actor. Start it once per server with [`Registry::new`].
-pub struct Registry {
+pub(crate) struct Registry {
     sessions: HashMap<u64, Entry>,
     metrics: Arc<Metrics>,
     shutting_down: bool,
@@ -174,68 +174,5 @@ impl Handler<Stats> for Registry {
             oldest_session_secs: oldest,
             shutting_down: self.shutting_down,
         })
-    }
-}
-
-/// The `max_connections` gate, checked before any actor exists.
-///
-/// An atomic count rather than a question to the registry: the registry learns
-/// of a session only after its actor starts, so two upgrades racing for the last
-/// slot could both be told yes. Reserving a [`Slot`] here is exact.
-#[derive(Debug, Clone)]
-pub struct Admission {
-    live: Arc<AtomicUsize>,
-    max: usize,
-}
-
-/// One admitted connection; the slot frees itself when dropped (with the session).
-#[derive(Debug)]
-pub struct Slot {
-    live: Arc<AtomicUsize>,
-}
-
-impl Admission {
-    pub fn new(max: usize) -> Self {
-        Admission {
-            live: Arc::new(AtomicUsize::new(0)),
-            max,
-        }
-    }
-
-    /// A slot, or `None` when `max` sessions are already live.
-    pub fn try_admit(&self) -> Option<Slot> {
-        self.live
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < self.max).then_some(n + 1)
-            })
-            .ok()
-            .map(|_| Slot {
-                live: self.live.clone(),
-            })
-    }
-
-    pub fn max(&self) -> usize {
-        self.max
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.live.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn admission_counts_slots_and_frees_them_on_drop() {
-        let gate = Admission::new(2);
-        let a = gate.try_admit().expect("first");
-        let _b = gate.try_admit().expect("second");
-        assert!(gate.try_admit().is_none());
-        drop(a);
-        assert!(gate.try_admit().is_some());
     }
 }

@@ -12,41 +12,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-/// Why a session ended, as a metrics label and a log word.
-#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
-pub enum CloseCause {
-    /// The peer closed with 1000, 1001 or no code.
-    Normal,
-    /// The peer closed with any other code.
-    PeerError,
-    /// We failed the connection: framing fault (1002).
-    ProtocolError,
-    /// We failed the connection: invalid UTF-8 (1007).
-    InvalidPayload,
-    /// We failed the connection: message over the limit (1009).
-    TooBig,
-    /// The peer went silent past `client_timeout`.
-    HeartbeatTimeout,
-    /// The server is shutting down.
-    Shutdown,
-    /// The TCP connection ended without a closing handshake.
-    Abnormal,
-}
-
-impl CloseCause {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CloseCause::Normal => "normal",
-            CloseCause::PeerError => "peer_error",
-            CloseCause::ProtocolError => "protocol_error",
-            CloseCause::InvalidPayload => "invalid_payload",
-            CloseCause::TooBig => "message_too_big",
-            CloseCause::HeartbeatTimeout => "heartbeat_timeout",
-            CloseCause::Shutdown => "shutdown",
-            CloseCause::Abnormal => "abnormal",
-        }
-    }
-}
+use super::session::CloseCause;
 
 impl EncodeLabelValue for CloseCause {
     fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {

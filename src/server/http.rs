@@ -1,0 +1,181 @@
+//! The actix-web application: the upgrade handler that admits or refuses a
+//! connection before any actor exists, `/healthz` and `/metrics`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::{Actor, Addr, MailboxError};
+use actix_web::body::BoxBody;
+use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::http::{Method, StatusCode, header};
+use actix_web::{App, HttpRequest, HttpResponse, web};
+
+use super::admission::Admission;
+use super::metrics::Metrics;
+use super::outbox::ConnSocket;
+use super::registry::{Registry, Shutdown, Stats};
+use super::session::{Session, Setup, describe_peer};
+use crate::config::{Config, SessionConfig};
+use crate::protocol::handshake::{self, Refusal, UpgradeRequest};
+
+/// Everything the handlers share: one per server, cloned into each worker.
+#[derive(Clone)]
+pub struct AppState {
+    config: Arc<Config>,
+    session: Arc<SessionConfig>,
+    registry: Addr<Registry>,
+    admission: Admission,
+    metrics: Arc<Metrics>,
+    started: Instant,
+}
+
+impl AppState {
+    /// Builds the shared state and starts the registry actor on the current
+    /// actix system (so call it from inside one, e.g. `#[actix_web::main]`).
+    pub fn new(config: Config) -> Self {
+        let metrics = Arc::new(Metrics::new());
+        let registry = Registry::new(metrics.clone()).start();
+        AppState {
+            admission: Admission::new(config.server.max_connections),
+            session: Arc::new(config.session.clone()),
+            config: Arc::new(config),
+            registry,
+            metrics,
+            started: Instant::now(),
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Tells every session to close with 1001 and waits up to `timeout` for
+    /// them to finish. Returns how many were still open at the end, or the
+    /// error if the registry could not be asked.
+    pub async fn shutdown(&self, timeout: std::time::Duration) -> Result<usize, MailboxError> {
+        self.registry.send(Shutdown { timeout }).await
+    }
+}
+
+/// The application: the WebSocket endpoint at `server.path`, `/healthz` and
+/// `/metrics`.
+pub fn app(
+    state: AppState,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<BoxBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    let path = state.config.server.path.clone();
+    App::new()
+        .app_data(web::Data::new(state))
+        .route("/healthz", web::get().to(healthz))
+        .route("/metrics", web::get().to(metrics))
+        .route(&path, web::route().to(upgrade))
+}
+
+/// Runs the RFC's handshake rules on the request; `Ok` is the accept key.
+fn check_handshake(req: &HttpRequest) -> Result<String, Refusal> {
+    let headers = req.headers();
+    let upgrade: Vec<&[u8]> = headers
+        .get_all(header::UPGRADE)
+        .map(|v| v.as_bytes())
+        .collect();
+    let connection: Vec<&[u8]> = headers
+        .get_all(header::CONNECTION)
+        .map(|v| v.as_bytes())
+        .collect();
+    handshake::check(&UpgradeRequest {
+        method_is_get: req.method() == Method::GET,
+        upgrade: &upgrade,
+        connection: &connection,
+        version: headers
+            .get(header::SEC_WEBSOCKET_VERSION)
+            .map(|v| v.as_bytes()),
+        key: headers.get(header::SEC_WEBSOCKET_KEY).map(|v| v.as_bytes()),
+    })
+}
+
+/// The HTTP answer to a refused handshake, with the headers section 4.2.2
+/// asks for (what to upgrade to, which version we speak, which method).
+fn refusal_response(refusal: Refusal) -> HttpResponse {
+    let status = StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::BAD_REQUEST);
+    let mut res = HttpResponse::build(status);
+    match refusal {
+        Refusal::NotWebSocket => {
+            res.insert_header((header::UPGRADE, "websocket"))
+                .insert_header((header::CONNECTION, "Upgrade"))
+                .insert_header((header::SEC_WEBSOCKET_VERSION, "13"));
+        }
+        Refusal::Version => {
+            res.insert_header((header::SEC_WEBSOCKET_VERSION, "13"));
+        }
+        Refusal::Method => {
+            res.insert_header((header::ALLOW, "GET"));
+        }
+        Refusal::NoConnectionUpgrade | Refusal::Key => {}
+    }
+    res.body(refusal.message())
+}
+
+async fn upgrade(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let accept = match check_handshake(&req) {
+        Ok(accept) => accept,
+        Err(refusal) => return refusal_response(refusal),
+    };
+    let Some(slot) = state.admission.try_admit() else {
+        state.metrics.connections_rejected.inc();
+        log::warn!(
+            "refused upgrade from {}: {} sessions open (max_connections)",
+            describe_peer(req.peer_addr()),
+            state.admission.max()
+        );
+        return HttpResponse::ServiceUnavailable()
+            .insert_header((header::RETRY_AFTER, "1"))
+            .body("too many connections\n");
+    };
+    let body = Session::start(
+        payload,
+        Setup {
+            peer: req.peer_addr(),
+            socket: req.conn_data::<ConnSocket>().copied(),
+            config: state.session.clone(),
+            registry: state.registry.clone(),
+            metrics: state.metrics.clone(),
+            slot,
+        },
+    );
+    HttpResponse::SwitchingProtocols()
+        .upgrade("websocket")
+        .insert_header((header::SEC_WEBSOCKET_ACCEPT, accept))
+        .streaming(body)
+}
+
+async fn healthz(state: web::Data<AppState>) -> HttpResponse {
+    match state.registry.send(Stats).await {
+        Ok(report) => HttpResponse::Ok().json(serde_json::json!({
+            "status": if report.shutting_down { "shutting_down" } else { "ok" },
+            "sessions": report.sessions,
+            "max_connections": state.admission.max(),
+            "oldest_session_secs": report.oldest_session_secs,
+            "uptime_secs": state.started.elapsed().as_secs(),
+            "version": env!("CARGO_PKG_VERSION"),
+        })),
+        Err(e) => HttpResponse::InternalServerError()
+            .json(serde_json::json!({"status": "error", "error": e.to_string()})),
+    }
+}
+
+async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(Metrics::CONTENT_TYPE)
+        .body(state.metrics.render())
+}
