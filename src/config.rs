@@ -443,6 +443,38 @@ mod tests {
     }
 
     #[test]
+    fn close_timeout_must_be_shorter_than_shutdown_timeout() {
+        let text = "[server]\nshutdown_timeout = \"1s\"\n[session]\nclose_timeout = \"2s\"\n";
+        let err = Config::parse(text, Path::new("x.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("x.toml: key `session.close_timeout`: must be shorter than server.shutdown_timeout (1s)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_send_queue_keys_parse_and_are_checked() {
+        let text = "[session]\nmax_send_queue = \"64KiB\"\nwrite_timeout = \"3s\"\n";
+        let config = Config::parse(text, Path::new("x.toml")).unwrap();
+        assert_eq!(config.session.max_send_queue, 64 << 10);
+        assert_eq!(config.session.write_timeout, Duration::from_secs(3));
+        for (text, key) in [
+            ("[session]\nmax_send_queue = 0\n", "session.max_send_queue"),
+            (
+                "[session]\nwrite_timeout = \"0s\"\n",
+                "session.write_timeout",
+            ),
+        ] {
+            let err = Config::parse(text, Path::new("x.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with(&format!("x.toml: key `{key}`")), "{err}");
+        }
+    }
+
+    #[test]
     fn defaults_round_trip_through_toml() {
         let text = Config::default().to_toml();
         let parsed = Config::parse(&text, Path::new("x.toml")).unwrap();
