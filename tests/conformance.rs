@@ -68,7 +68,7 @@ async fn expect_pong(client: &mut RawClient, payload: &[u8]) {
     assert_eq!(frame.opcode, PONG, "expected a pong, got {frame:?}");
     assert_eq!(frame.payload, payload);
     assert!(
-        frame.fin && !frame.mask.is_some() && frame.rsv == 0,
+        frame.fin && frame.mask.is_none() && frame.rsv == 0,
         "{frame:?}"
     );
 }

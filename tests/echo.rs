@@ -52,7 +52,7 @@ async fn ping_is_answered_with_a_pong_carrying_the_same_payload() {
     let pong = client.next_frame().await;
     assert_eq!(pong.opcode, PONG);
     assert_eq!(pong.payload, b"are you there?");
-    assert!(!pong.mask.is_some(), "server frames must not be masked");
+    assert!(pong.mask.is_none(), "server frames must not be masked");
 }
 
 #[actix_web::test]
