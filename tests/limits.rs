@@ -3,7 +3,9 @@
 
 mod common;
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use common::raw::{self, RawClient};
 use common::{BOUND, TestWsd, round_trip, test_config, wait_until};
@@ -143,19 +145,47 @@ async fn a_peer_that_does_not_read_its_replies_stops_being_read() {
     // 64 MiB of requests, far more than the kernel's socket buffers hold.
     const MESSAGES: usize = 1024;
     let frame = RawFrame::binary(vec![0xAB; 64 * 1024]).encode();
+    let written = Arc::new(AtomicUsize::new(0));
+    let progress = written.clone();
     let write = actix_web::rt::spawn(async move {
         for _ in 0..MESSAGES {
-            writer.write_all(&frame).await.expect("write");
+            let mut at = 0;
+            while at < frame.len() {
+                let n = writer.write(&frame[at..]).await.expect("write");
+                at += n;
+                progress.fetch_add(n, Ordering::Relaxed);
+            }
         }
         writer
     });
     // We read nothing: the server must stop reading us rather than queue
-    // 64 MiB of replies, so our writes stall.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(
-        !write.is_finished(),
-        "the server read 64 MiB nobody was reading replies to"
-    );
+    // 64 MiB of replies, so our writes stall. Wait for that: the writer
+    // unfinished and no byte taken for STALL, over many turns of the runtime
+    // (the writer runs on this thread too, so a paused thread is no stall).
+    // A server that reads on keeps the count moving until the writer
+    // finishes, however slow the machine.
+    const STALL: Duration = Duration::from_millis(500);
+    const TURNS: usize = 20;
+    let deadline = Instant::now() + BOUND;
+    let (mut last, mut since, mut turns) = (0, Instant::now(), 0);
+    loop {
+        assert!(
+            !write.is_finished(),
+            "the server read 64 MiB nobody was reading replies to"
+        );
+        let now = written.load(Ordering::Relaxed);
+        if now != last {
+            (last, since, turns) = (now, Instant::now(), 0);
+        } else if since.elapsed() >= STALL && turns >= TURNS {
+            break;
+        }
+        turns += 1;
+        assert!(
+            Instant::now() < deadline,
+            "writes never stalled: {now} bytes taken"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     // Now read: every reply arrives, in full, and the writes complete.
     let mut buf = Vec::new();
