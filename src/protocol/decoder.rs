@@ -359,6 +359,19 @@ fn check_utf8(buf: &[u8], checked: &mut usize) -> Result<(), Violation> {
     }
 }
 
+/// Every event `decoder` makes of `bytes` in one read, or its violation;
+/// for tests, which also check that no input is left unread.
+#[cfg(test)]
+pub(super) fn decode_all(decoder: &mut Decoder, bytes: &[u8]) -> Result<Vec<Event>, Violation> {
+    let mut input = Bytes::copy_from_slice(bytes);
+    let mut events = Vec::new();
+    while let Some(event) = decoder.decode(&mut input)? {
+        events.push(event);
+    }
+    assert!(input.is_empty(), "decoder left input unread");
+    Ok(events)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -369,16 +382,6 @@ mod tests {
     /// A masked client frame, as a browser would send it.
     fn frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
         RawFrame::new(opcode, payload).fin(fin).mask(MASK).encode()
-    }
-
-    fn decode_all(decoder: &mut Decoder, bytes: &[u8]) -> Result<Vec<Event>, Violation> {
-        let mut input = Bytes::copy_from_slice(bytes);
-        let mut events = Vec::new();
-        while let Some(event) = decoder.decode(&mut input)? {
-            events.push(event);
-        }
-        assert!(input.is_empty(), "decoder left input unread");
-        Ok(events)
     }
 
     fn server() -> Decoder {

@@ -358,18 +358,11 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
+    use crate::protocol::decoder::decode_all;
     use crate::protocol::{CloseFrame, Decoder, Event, MAX_HEADER_LEN, Role, Violation, code};
 
-    /// Every event the decoder makes of `wire`, or its violation.
     fn decode(role: Role, max: usize, wire: &[u8]) -> Result<Vec<Event>, Violation> {
-        let mut decoder = Decoder::new(role, max);
-        let mut input = Bytes::copy_from_slice(wire);
-        let mut events = Vec::new();
-        while let Some(event) = decoder.decode(&mut input)? {
-            events.push(event);
-        }
-        assert!(input.is_empty(), "decoder left input unread");
-        Ok(events)
+        decode_all(&mut Decoder::new(role, max), wire)
     }
 
     fn server(wire: &[u8]) -> Result<Vec<Event>, Violation> {
