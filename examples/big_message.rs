@@ -16,43 +16,22 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use wsd::protocol::apply_mask;
+use wsd::protocol::opcode::{BINARY, CLOSE, CONTINUATION};
+use wsd::protocol::{DEFAULT_MASK, Header, header_size};
 
 const SIZE: usize = 16 << 20;
-const MASK: [u8; 4] = [0x11, 0x22, 0x33, 0x44];
 
-/// One masked frame with the given FIN bit and opcode.
-fn frame(out: &mut Vec<u8>, fin: bool, opcode: u8, payload: &[u8]) {
-    out.push((u8::from(fin) << 7) | opcode);
-    match payload.len() {
-        n @ 0..=125 => out.push(0x80 | n as u8),
-        n @ 126..=0xFFFF => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&MASK);
-    let start = out.len();
-    out.extend_from_slice(payload);
-    apply_mask(&mut out[start..], MASK, 0);
-}
-
-/// The message as wire bytes: one frame, or fragments of `piece` bytes.
-fn wire(payload: &[u8], piece: Option<usize>) -> Vec<u8> {
+/// The binary message as masked wire bytes, in frames of at most `piece`.
+fn wire(payload: &[u8], piece: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(payload.len() * 2);
-    match piece {
-        None => frame(&mut out, true, 0x2, payload),
-        Some(size) => {
-            let pieces: Vec<&[u8]> = payload.chunks(size).collect();
-            for (i, part) in pieces.iter().enumerate() {
-                let opcode = if i == 0 { 0x2 } else { 0x0 };
-                frame(&mut out, i + 1 == pieces.len(), opcode, part);
-            }
-        }
+    let pieces: Vec<&[u8]> = payload.chunks(piece).collect();
+    for (i, part) in pieces.iter().enumerate() {
+        let header = Header {
+            fin: i + 1 == pieces.len(),
+            mask: Some(DEFAULT_MASK),
+            ..Header::new(if i == 0 { BINARY } else { CONTINUATION }, part.len())
+        };
+        header.write_frame(part, &mut out);
     }
     out
 }
@@ -80,29 +59,23 @@ fn connect(addr: &str) -> std::io::Result<TcpStream> {
 /// Reads server frames until a complete binary message of `SIZE` bytes.
 fn read_echo(stream: &mut TcpStream) -> std::io::Result<usize> {
     let mut total = 0;
+    let mut head = Vec::new();
+    let mut payload = Vec::new();
     loop {
-        let mut head = [0u8; 2];
+        head.resize(2, 0);
         stream.read_exact(&mut head)?;
-        let len = match head[1] & 0x7F {
-            126 => {
-                let mut b = [0u8; 2];
-                stream.read_exact(&mut b)?;
-                u16::from_be_bytes(b) as usize
-            }
-            127 => {
-                let mut b = [0u8; 8];
-                stream.read_exact(&mut b)?;
-                u64::from_be_bytes(b) as usize
-            }
-            n => n as usize,
-        };
-        let mut payload = vec![0u8; len];
+        head.resize(header_size(head[1]), 0);
+        stream.read_exact(&mut head[2..])?;
+        let (header, _) = Header::parse(&head).ok_or_else(|| std::io::Error::other("header"))?;
+        let len = usize::try_from(header.len).map_err(std::io::Error::other)?;
+        payload.resize(len, 0);
         stream.read_exact(&mut payload)?;
-        match head[0] & 0x0F {
-            0x2 | 0x0 => total += len,
+        match header.opcode {
+            BINARY | CONTINUATION => total += len,
+            CLOSE => return Err(std::io::Error::other("the server closed the connection")),
             _ => continue, // a heartbeat ping
         }
-        if head[0] & 0x80 != 0 {
+        if header.fin {
             return Ok(total);
         }
     }
@@ -130,7 +103,7 @@ fn main() -> std::io::Result<()> {
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:18450".into());
     let payload: Vec<u8> = (0..SIZE).map(|i| (i % 251) as u8).collect();
-    for (name, piece) in [("one 16 MiB frame", None), ("64-byte fragments", Some(64))] {
+    for (name, piece) in [("one 16 MiB frame", SIZE), ("64-byte fragments", 64)] {
         let bytes = wire(&payload, piece);
         let runs: Vec<String> = (0..3)
             .map(|_| round_trip(&addr, &bytes).map(|d| format!("{:.0} ms", d.as_secs_f64() * 1e3)))

@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::raw;
 use common::{BOUND, TestWsd, round_trip, test_config, wait_until};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -22,33 +23,15 @@ async fn tight_client(server: SocketAddr) -> TcpStream {
     socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
     socket.connect(&server.into()).expect("connect");
     socket.set_nonblocking(true).expect("nonblocking");
-    let mut stream = TcpStream::from_std(socket.into()).expect("tokio stream");
-    upgrade(&mut stream, server).await;
-    stream
+    let stream = TcpStream::from_std(socket.into()).expect("tokio stream");
+    upgrade(stream, server).await
 }
 
-/// The opening handshake, by hand: what follows it is ours to read or not.
-async fn upgrade(stream: &mut TcpStream, server: SocketAddr) {
-    let request = format!(
-        "GET / HTTP/1.1\r\nHost: {server}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    );
-    stream.write_all(request.as_bytes()).await.expect("request");
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        let n = tokio::time::timeout(BOUND, stream.read(&mut byte))
-            .await
-            .expect("handshake reply")
-            .expect("read");
-        assert_eq!(n, 1, "closed during the handshake");
-        head.push(byte[0]);
-    }
-    assert!(
-        head.starts_with(b"HTTP/1.1 101"),
-        "{}",
-        String::from_utf8_lossy(&head)
-    );
+/// The opening handshake on `stream`: what follows it is ours to read or not.
+async fn upgrade(stream: TcpStream, server: SocketAddr) -> TcpStream {
+    let (stream, status, head) = raw::handshake_on(stream, server, "/", &[]).await;
+    assert_eq!(status, 101, "{head}");
+    stream
 }
 
 /// One masked client frame.
@@ -223,8 +206,7 @@ async fn a_peer_that_reads_slowly_within_the_bound_gets_every_reply_in_order() {
     config.session.max_send_queue = 256 << 10;
     let wsd = TestWsd::start(config);
     let server = wsd.addr();
-    let mut client = TcpStream::connect(server).await.expect("connect");
-    upgrade(&mut client, server).await;
+    let mut client = upgrade(TcpStream::connect(server).await.expect("connect"), server).await;
 
     // 150 KiB of requests at once: more than a fast reader would ever let
     // queue, less than the bound.

@@ -3,12 +3,14 @@
 
 mod common;
 
-use common::raw::{self, Frame, RawClient};
+use common::raw::{self, RawClient};
 use common::{TestWsd, next_message, round_trip, test_config};
 use futures_util::SinkExt;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use wsd::protocol::RawFrame;
+use wsd::protocol::opcode::{BINARY, CLOSE, PONG, TEXT};
 
 #[actix_web::test]
 async fn text_is_answered_with_the_configured_prefix() {
@@ -45,12 +47,12 @@ async fn ping_is_answered_with_a_pong_carrying_the_same_payload() {
     let wsd = TestWsd::start(test_config());
     let mut client = RawClient::connect(wsd.addr()).await;
     client
-        .send(&Frame::new(raw::PING, b"are you there?".to_vec()))
+        .send(&RawFrame::ping(b"are you there?".to_vec()))
         .await;
     let pong = client.next_frame().await;
-    assert_eq!(pong.opcode, raw::PONG);
+    assert_eq!(pong.opcode, PONG);
     assert_eq!(pong.payload, b"are you there?");
-    assert!(!pong.masked, "server frames must not be masked");
+    assert!(pong.mask.is_none(), "server frames must not be masked");
 }
 
 #[actix_web::test]
@@ -58,14 +60,14 @@ async fn the_peers_close_code_is_echoed_and_the_connection_ends() {
     let wsd = TestWsd::start(test_config());
     for code in [1000u16, 1001, 3000, 4321] {
         let mut client = RawClient::connect(wsd.addr()).await;
-        client.send(&Frame::close(code, "bye")).await;
+        client.send(&RawFrame::close(code, "bye")).await;
         client.expect_close(code).await;
     }
     // A close without a code is answered by a close without a code.
     let mut client = RawClient::connect(wsd.addr()).await;
-    client.send(&Frame::new(raw::CLOSE, Vec::new())).await;
+    client.send(&RawFrame::new(CLOSE, Vec::new())).await;
     let reply = client.next_frame().await;
-    assert_eq!((reply.opcode, reply.payload.len()), (raw::CLOSE, 0));
+    assert_eq!((reply.opcode, reply.payload.len()), (CLOSE, 0));
     client.expect_eof().await;
 }
 
@@ -95,25 +97,27 @@ async fn an_independent_client_sees_a_clean_close() {
 async fn fragmented_text_and_binary_are_reassembled() {
     let wsd = TestWsd::start(test_config());
     let mut client = RawClient::connect(wsd.addr()).await;
-    client.send(&Frame::text("frag").fin(false)).await;
-    client.send(&Frame::cont("men").fin(false)).await;
-    client.send(&Frame::cont("ted")).await;
+    client.send(&RawFrame::text("frag").fin(false)).await;
+    client.send(&RawFrame::continuation("men").fin(false)).await;
+    client.send(&RawFrame::continuation("ted")).await;
     let reply = client.next_frame().await;
-    assert_eq!((reply.opcode, reply.fin), (raw::TEXT, true));
+    assert_eq!((reply.opcode, reply.fin), (TEXT, true));
     assert_eq!(reply.payload, b"Server received: fragmented");
 
-    client.send(&Frame::binary(vec![1, 2]).fin(false)).await;
-    client.send(&Frame::cont(vec![]).fin(false)).await;
-    client.send(&Frame::cont(vec![3])).await;
+    client.send(&RawFrame::binary(vec![1, 2]).fin(false)).await;
+    client
+        .send(&RawFrame::continuation(vec![]).fin(false))
+        .await;
+    client.send(&RawFrame::continuation(vec![3])).await;
     let reply = client.next_frame().await;
-    assert_eq!((reply.opcode, reply.payload), (raw::BINARY, vec![1, 2, 3]));
+    assert_eq!((reply.opcode, reply.payload), (BINARY, vec![1, 2, 3]));
 }
 
 #[actix_web::test]
 async fn a_continuation_with_no_message_open_closes_with_1002() {
     let wsd = TestWsd::start(test_config());
     let mut client = RawClient::connect(wsd.addr()).await;
-    client.send(&Frame::cont("orphan")).await;
+    client.send(&RawFrame::continuation("orphan")).await;
     client.expect_close(1002).await;
 }
 
@@ -121,8 +125,8 @@ async fn a_continuation_with_no_message_open_closes_with_1002() {
 async fn a_new_message_inside_a_fragmented_one_closes_with_1002() {
     let wsd = TestWsd::start(test_config());
     let mut client = RawClient::connect(wsd.addr()).await;
-    client.send(&Frame::text("start").fin(false)).await;
-    client.send(&Frame::text("again")).await;
+    client.send(&RawFrame::text("start").fin(false)).await;
+    client.send(&RawFrame::text("again")).await;
     client.expect_close(1002).await;
 }
 
@@ -130,7 +134,9 @@ async fn a_new_message_inside_a_fragmented_one_closes_with_1002() {
 async fn invalid_utf8_text_closes_with_1007() {
     let wsd = TestWsd::start(test_config());
     let mut client = RawClient::connect(wsd.addr()).await;
-    client.send(&Frame::text(b"bad \xFF byte".to_vec())).await;
+    client
+        .send(&RawFrame::text(b"bad \xFF byte".to_vec()))
+        .await;
     client.expect_close(1007).await;
     wsd.wait_sessions(0).await;
     assert_eq!(

@@ -5,10 +5,11 @@ mod common;
 
 use std::time::Duration;
 
-use common::raw::{self, Frame, RawClient};
+use common::raw::{self, RawClient};
 use common::{BOUND, TestWsd, round_trip, test_config, wait_until};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use wsd::protocol::RawFrame;
 
 #[actix_web::test]
 async fn max_connections_refuses_with_503_then_admits_when_a_slot_frees() {
@@ -41,10 +42,10 @@ async fn a_message_over_the_limit_closes_with_1009_as_one_frame() {
     config.session.max_message_size = 1024;
     let wsd = TestWsd::start(config);
     let mut client = RawClient::connect(wsd.addr()).await;
-    client.send(&Frame::binary(vec![7; 1024])).await;
+    client.send(&RawFrame::binary(vec![7; 1024])).await;
     assert_eq!(client.next_frame().await.payload.len(), 1024);
     // Only the header of an oversized frame: refused before its payload.
-    let header = Frame::binary(vec![0; 1025]).encode();
+    let header = RawFrame::binary(vec![0; 1025]).encode();
     client.write(&header[..8]).await;
     client.expect_close(1009).await;
     wsd.wait_sessions(0).await;
@@ -61,11 +62,15 @@ async fn a_message_over_the_limit_closes_with_1009_when_fragmented() {
     config.session.max_message_size = 1024;
     let wsd = TestWsd::start(config);
     let mut client = RawClient::connect(wsd.addr()).await;
-    client.send(&Frame::text(vec![b'a'; 100]).fin(false)).await;
+    client
+        .send(&RawFrame::text(vec![b'a'; 100]).fin(false))
+        .await;
     for _ in 0..9 {
-        client.send(&Frame::cont(vec![b'a'; 100]).fin(false)).await;
+        client
+            .send(&RawFrame::continuation(vec![b'a'; 100]).fin(false))
+            .await;
     }
-    client.send(&Frame::cont(vec![b'a'; 25])).await;
+    client.send(&RawFrame::continuation(vec![b'a'; 25])).await;
     client.expect_close(1009).await;
 }
 

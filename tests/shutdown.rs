@@ -4,11 +4,12 @@ mod common;
 
 use std::time::Duration;
 
-use common::raw::{Frame, RawClient};
+use common::raw::RawClient;
 use common::{BOUND, TestWsd, next_message, test_config};
 use futures_util::SinkExt;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use wsd::protocol::RawFrame;
 
 #[actix_web::test]
 async fn shutdown_sends_1001_to_every_session_and_waits_for_them() {
@@ -74,8 +75,8 @@ async fn no_data_is_echoed_after_the_server_sent_its_close() {
     let shutdown = actix_web::rt::spawn(async move { state.shutdown(BOUND).await });
     let close = client.next_frame().await;
     assert_eq!(close.close_code(), Some(1001));
-    client.send(&Frame::text("too late")).await;
-    client.send(&Frame::close(1001, "")).await;
+    client.send(&RawFrame::text("too late")).await;
+    client.send(&RawFrame::close(1001, "")).await;
     // The close completes the handshake; the text got no reply (expect_eof
     // fails on any data frame).
     client.expect_eof().await;

@@ -213,9 +213,11 @@ fn wsd_exits_2_on_a_bad_tls_file_before_listening() {
         ),
     )
     .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wsd"))
+    // Bounded: a wsd that went on to listen would otherwise hang the test.
+    let out = assert_cmd::Command::new(env!("CARGO_BIN_EXE_wsd"))
         .arg("--config")
         .arg(&config)
+        .timeout(BOUND)
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -226,9 +228,10 @@ fn wsd_exits_2_on_a_bad_tls_file_before_listening() {
 #[test]
 fn gen_cert_writes_a_ca_and_a_certificate_that_verifies() {
     let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wsd"))
+    let out = assert_cmd::Command::new(env!("CARGO_BIN_EXE_wsd"))
         .args(["gen-cert", "--host", "localhost", "--out"])
         .arg(dir.path())
+        .timeout(BOUND)
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");

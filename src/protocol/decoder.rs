@@ -11,7 +11,8 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use super::{apply_mask, code, is_valid_close_code};
+use super::frame::{Header, bits, header_size};
+use super::{MAX_HEADER_LEN, apply_mask, code, is_valid_close_code};
 
 /// Which end of the connection we are: servers require masked frames, clients
 /// forbid them (RFC 6455 section 5.1).
@@ -103,7 +104,7 @@ struct Message {
 pub struct Decoder {
     role: Role,
     max_message: usize,
-    head: [u8; 14],
+    head: [u8; MAX_HEADER_LEN],
     head_len: usize,
     frame: Option<Frame>,
     message: Option<Message>,
@@ -121,7 +122,7 @@ impl Decoder {
         Decoder {
             role,
             max_message,
-            head: [0; 14],
+            head: [0; MAX_HEADER_LEN],
             head_len: 0,
             frame: None,
             message: None,
@@ -208,21 +209,15 @@ impl Decoder {
         if self.head_len < 2 {
             return 2;
         }
-        let ext = match self.head[1] & 0x7F {
-            126 => 2,
-            127 => 8,
-            _ => 0,
-        };
-        let mask = if self.head[1] & 0x80 != 0 { 4 } else { 0 };
-        2 + ext + mask
+        header_size(self.head[1])
     }
 
     fn check_first_bytes(&self) -> Result<(), Violation> {
         let (b0, b1) = (self.head[0], self.head[1]);
-        let fin = b0 & 0x80 != 0;
-        let opcode = b0 & 0x0F;
-        let masked = b1 & 0x80 != 0;
-        if b0 & 0x70 != 0 {
+        let fin = b0 & bits::FIN != 0;
+        let opcode = b0 & bits::OPCODE;
+        let masked = b1 & bits::MASKED != 0;
+        if b0 & bits::RSV != 0 {
             return Err(protocol("reserved bits set without a negotiated extension"));
         }
         match opcode {
@@ -255,27 +250,17 @@ impl Decoder {
 
     /// Turns a complete, already checked header into the current frame.
     fn start_frame(&mut self) -> Result<(), Violation> {
-        let head = &self.head[..self.head_len];
+        let Header {
+            fin,
+            opcode,
+            mask,
+            len,
+            ..
+        } = Header::read(&self.head[..self.head_len]);
         self.head_len = 0;
-        let fin = head[0] & 0x80 != 0;
-        let opcode = head[0] & 0x0F;
-        let (len, rest) = match head[1] & 0x7F {
-            126 => (
-                u64::from(u16::from_be_bytes([head[2], head[3]])),
-                &head[4..],
-            ),
-            127 => {
-                let mut wide = [0u8; 8];
-                wide.copy_from_slice(&head[2..10]);
-                let len = u64::from_be_bytes(wide);
-                if len >> 63 != 0 {
-                    return Err(protocol("64-bit payload length with the top bit set"));
-                }
-                (len, &head[10..])
-            }
-            short => (u64::from(short), &head[2..]),
-        };
-        let mask = (rest.len() == 4).then(|| [rest[0], rest[1], rest[2], rest[3]]);
+        if len >> 63 != 0 {
+            return Err(protocol("64-bit payload length with the top bit set"));
+        }
         if opcode >= OP_CLOSE {
             if len > MAX_CONTROL_PAYLOAD as u64 {
                 return Err(protocol("control frame payload over 125 bytes"));
@@ -374,40 +359,29 @@ fn check_utf8(buf: &[u8], checked: &mut usize) -> Result<(), Violation> {
     }
 }
 
+/// Every event `decoder` makes of `bytes` in one read, or its violation;
+/// for tests, which also check that no input is left unread.
+#[cfg(test)]
+pub(super) fn decode_all(decoder: &mut Decoder, bytes: &[u8]) -> Result<Vec<Event>, Violation> {
+    let mut input = Bytes::copy_from_slice(bytes);
+    let mut events = Vec::new();
+    while let Some(event) = decoder.decode(&mut input)? {
+        events.push(event);
+    }
+    assert!(input.is_empty(), "decoder left input unread");
+    Ok(events)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::{LengthForm, RawFrame};
 
     const MASK: [u8; 4] = [0xA1, 0xB2, 0xC3, 0xD4];
 
     /// A masked client frame, as a browser would send it.
     fn frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
-        let mut out = vec![(u8::from(fin) << 7) | opcode];
-        let len = payload.len();
-        if len < 126 {
-            out.push(0x80 | len as u8);
-        } else if len <= 0xFFFF {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(len as u16).to_be_bytes());
-        } else {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(len as u64).to_be_bytes());
-        }
-        out.extend_from_slice(&MASK);
-        let start = out.len();
-        out.extend_from_slice(payload);
-        apply_mask(&mut out[start..], MASK, 0);
-        out
-    }
-
-    fn decode_all(decoder: &mut Decoder, bytes: &[u8]) -> Result<Vec<Event>, Violation> {
-        let mut input = Bytes::copy_from_slice(bytes);
-        let mut events = Vec::new();
-        while let Some(event) = decoder.decode(&mut input)? {
-            events.push(event);
-        }
-        assert!(input.is_empty(), "decoder left input unread");
-        Ok(events)
+        RawFrame::new(opcode, payload).fin(fin).mask(MASK).encode()
     }
 
     fn server() -> Decoder {
@@ -463,15 +437,11 @@ mod tests {
 
     #[test]
     fn framing_faults_are_protocol_errors() {
-        let mut rsv = frame(true, OP_TEXT, b"x");
-        rsv[0] |= 0x40;
-        let mut unmasked = frame(true, OP_TEXT, b"");
-        unmasked[1] &= 0x7F;
         let cases: Vec<(&str, Vec<u8>)> = vec![
-            ("rsv", rsv),
+            ("rsv", RawFrame::text("x").rsv(0b010).encode()),
             ("opcode 3", frame(true, 3, b"")),
             ("opcode 11", frame(true, 11, b"")),
-            ("unmasked", unmasked[..2].to_vec()),
+            ("unmasked", RawFrame::text("").unmasked().encode()),
             ("long ping", frame(true, OP_PING, &[0; 126])),
             ("fragmented ping", frame(false, OP_PING, b"")),
             ("stray continuation", frame(true, OP_CONTINUATION, b"x")),
@@ -500,24 +470,22 @@ mod tests {
     #[test]
     fn control_frames_are_judged_on_their_real_length() {
         // A one-byte ping in the 16-bit length form: non-minimal, accepted.
-        let mut wire = vec![0x89, 0x80 | 126, 0, 1];
-        wire.extend_from_slice(&MASK);
-        wire.push(b'x' ^ MASK[0]);
+        let wire = RawFrame::ping("x").length(LengthForm::U16).encode();
         assert_eq!(
             decode_all(&mut server(), &wire).unwrap(),
             vec![Event::Ping(Bytes::from_static(b"x"))]
         );
         // 126 bytes declared: refused on the header, before any payload.
-        let mut header = vec![0x89, 0x80 | 126, 0, 126];
-        header.extend_from_slice(&MASK);
-        let err = server().decode(&mut Bytes::from(header)).unwrap_err();
+        let header = RawFrame::ping("").length(LengthForm::U16).declare(126);
+        let err = server()
+            .decode(&mut Bytes::from(header.encode()))
+            .unwrap_err();
         assert_eq!(err.code, code::PROTOCOL_ERROR);
     }
 
     #[test]
     fn a_bad_header_fails_before_its_payload_arrives() {
-        let mut rsv = frame(true, OP_BINARY, &[0; 1000]);
-        rsv[0] |= 0x10;
+        let rsv = RawFrame::binary(vec![0; 1000]).rsv(0b001).encode();
         let mut decoder = server();
         let mut input = Bytes::copy_from_slice(&rsv[..2]);
         assert_eq!(
@@ -529,10 +497,8 @@ mod tests {
     #[test]
     fn oversized_messages_fail_on_the_header_whole_or_fragmented() {
         let mut decoder = Decoder::new(Role::Server, 100);
-        let header = &frame(true, OP_BINARY, &[0; 101])[..6];
-        let err = decoder
-            .decode(&mut Bytes::copy_from_slice(header))
-            .unwrap_err();
+        let header = RawFrame::binary("").declare(101).encode();
+        let err = decoder.decode(&mut Bytes::from(header)).unwrap_err();
         assert_eq!(err.code, code::TOO_BIG);
 
         let mut wire = Vec::new();
@@ -631,7 +597,7 @@ mod tests {
     #[test]
     fn client_role_rejects_masked_frames_and_reads_plain_ones() {
         let mut decoder = Decoder::new(Role::Client, 1024);
-        let plain = [0x81, 0x02, b'h', b'i'];
+        let plain = RawFrame::text("hi").unmasked().encode();
         assert_eq!(
             decode_all(&mut decoder, &plain).unwrap(),
             vec![Event::Text(Bytes::from("hi"))]

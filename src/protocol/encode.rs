@@ -5,58 +5,12 @@
 //! them. Our own clients (the load generator) mask every frame
 //! ([`encode_frame`], RFC 6455 section 5.3).
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 
-use super::apply_mask;
+use super::Header;
 
 /// The longest frame header: 2 bytes, an 8-byte length and a 4-byte mask.
 pub const MAX_HEADER_LEN: usize = 14;
-
-/// A frame header, built on the stack.
-#[derive(Debug, Clone, Copy)]
-pub struct Header {
-    bytes: [u8; MAX_HEADER_LEN],
-    len: u8,
-}
-
-impl Header {
-    /// A final (FIN) frame's header with `opcode`, for a payload of
-    /// `payload_len` bytes, masked with `mask` when given. The length uses
-    /// the shortest form, as section 5.2 requires.
-    pub fn new(opcode: u8, payload_len: usize, mask: Option<[u8; 4]>) -> Header {
-        let mut bytes = [0u8; MAX_HEADER_LEN];
-        let mask_bit = if mask.is_some() { 0x80 } else { 0 };
-        bytes[0] = 0x80 | (opcode & 0x0F);
-        let mut len = match payload_len {
-            n @ 0..=125 => {
-                bytes[1] = mask_bit | n as u8;
-                2
-            }
-            n @ 126..=0xFFFF => {
-                bytes[1] = mask_bit | 126;
-                bytes[2..4].copy_from_slice(&(n as u16).to_be_bytes());
-                4
-            }
-            n => {
-                bytes[1] = mask_bit | 127;
-                bytes[2..10].copy_from_slice(&(n as u64).to_be_bytes());
-                10
-            }
-        };
-        if let Some(key) = mask {
-            bytes[len..len + 4].copy_from_slice(&key);
-            len += 4;
-        }
-        Header {
-            bytes,
-            len: len as u8,
-        }
-    }
-
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.bytes[..usize::from(self.len)]
-    }
-}
 
 /// Appends one final (FIN) frame with `opcode` and `payload` to `out`, masked
 /// with `mask` when given (a client must mask; a server must not).
@@ -64,14 +18,11 @@ impl Header {
 /// Appends into a caller's buffer so that a connection can batch several
 /// frames into one write and reuse the allocation.
 pub fn encode_frame(out: &mut Vec<u8>, opcode: u8, payload: &[u8], mask: Option<[u8; 4]>) {
-    let header = Header::new(opcode, payload.len(), mask);
-    out.reserve(header.as_bytes().len() + payload.len());
-    out.extend_from_slice(header.as_bytes());
-    let start = out.len();
-    out.extend_from_slice(payload);
-    if let Some(key) = mask {
-        apply_mask(&mut out[start..], key, 0);
+    Header {
+        mask,
+        ..Header::new(opcode, payload.len())
     }
+    .write_frame(payload, out);
 }
 
 /// One unmasked (server) frame whose payload is `parts` joined, in a single
@@ -79,13 +30,14 @@ pub fn encode_frame(out: &mut Vec<u8>, opcode: u8, payload: &[u8], mask: Option<
 /// without an intermediate string.
 pub fn server_frame(opcode: u8, parts: &[&[u8]]) -> Bytes {
     let len = parts.iter().map(|p| p.len()).sum();
-    let header = Header::new(opcode, len, None);
-    let mut out = BytesMut::with_capacity(header.as_bytes().len() + len);
-    out.put_slice(header.as_bytes());
+    let header = Header::new(opcode, len);
+    let mut out = Vec::with_capacity(header.size() + len);
+    header.write(&mut out);
     for part in parts {
-        out.put_slice(part);
+        out.extend_from_slice(part);
     }
-    out.freeze()
+    // Takes the allocation as it is: no copy.
+    Bytes::from(out)
 }
 
 /// The payload of a close frame: the code, big-endian, then the reason.

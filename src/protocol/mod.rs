@@ -2,16 +2,21 @@
 //!
 //! The server and the client share this module: close codes and their meaning,
 //! the strict incremental frame [`Decoder`], the frame encoders (unmasked
-//! [`server_frame`], masked [`encode_frame`]), and the opening [`handshake`]'s
-//! rules.
+//! [`server_frame`], whose bytes many sessions can share, and masked
+//! [`encode_frame`]), and the opening [`handshake`]'s rules. [`frame`] is the
+//! one place that lays out frame bytes: [`Header`] for the decoder and the
+//! encoders, and [`RawFrame`], which builds any frame, broken ones included,
+//! for tests and reads back what a peer sent.
 
 mod decoder;
 mod encode;
+pub mod frame;
 pub mod handshake;
 mod mask;
 
 pub use decoder::{CloseFrame, Decoder, Event, Role, Violation};
-pub use encode::{Header, MAX_HEADER_LEN, close_payload, encode_frame, server_frame};
+pub use encode::{MAX_HEADER_LEN, close_payload, encode_frame, server_frame};
+pub use frame::{DEFAULT_MASK, Header, LengthForm, RawFrame, header_size};
 pub use mask::apply_mask;
 
 /// Frame opcodes (RFC 6455 section 5.2), shared by the decoder and the

@@ -1,140 +1,22 @@
 //! A raw WebSocket peer for frames no library will send: any opcode, FIN and
 //! RSV bits, masked or not, any length encoding, split into writes of any size.
+//! Frames are built and read with `wsd::protocol::RawFrame`, which shows what
+//! the server sent exactly as sent (opcode, bits, mask, close payload).
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use wsd::protocol::RawFrame;
+use wsd::protocol::opcode::{CLOSE, PING, PONG};
 
 use super::BOUND;
-
-pub const CONT: u8 = 0x0;
-pub const TEXT: u8 = 0x1;
-pub const BINARY: u8 = 0x2;
-pub const CLOSE: u8 = 0x8;
-pub const PING: u8 = 0x9;
-pub const PONG: u8 = 0xA;
-
-const MASK: [u8; 4] = [0x37, 0xFA, 0x21, 0x3D];
-
-/// How to encode a payload length (RFC 6455 section 5.2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Len {
-    /// The shortest encoding, as the RFC requires of senders.
-    Minimal,
-    /// Force the 16-bit form.
-    U16,
-    /// Force the 64-bit form.
-    U64,
-}
-
-/// One frame to put on the wire.
-#[derive(Debug, Clone)]
-pub struct Frame {
-    pub fin: bool,
-    pub rsv: u8,
-    pub opcode: u8,
-    pub masked: bool,
-    pub len: Len,
-    pub payload: Vec<u8>,
-}
-
-impl Frame {
-    pub fn new(opcode: u8, payload: impl Into<Vec<u8>>) -> Frame {
-        Frame {
-            fin: true,
-            rsv: 0,
-            opcode,
-            masked: true,
-            len: Len::Minimal,
-            payload: payload.into(),
-        }
-    }
-    pub fn text(payload: impl Into<Vec<u8>>) -> Frame {
-        Frame::new(TEXT, payload)
-    }
-    pub fn binary(payload: impl Into<Vec<u8>>) -> Frame {
-        Frame::new(BINARY, payload)
-    }
-    pub fn cont(payload: impl Into<Vec<u8>>) -> Frame {
-        Frame::new(CONT, payload)
-    }
-    pub fn close(code: u16, reason: &str) -> Frame {
-        let mut payload = code.to_be_bytes().to_vec();
-        payload.extend_from_slice(reason.as_bytes());
-        Frame::new(CLOSE, payload)
-    }
-    pub fn fin(mut self, fin: bool) -> Frame {
-        self.fin = fin;
-        self
-    }
-    pub fn rsv(mut self, rsv: u8) -> Frame {
-        self.rsv = rsv;
-        self
-    }
-    pub fn unmasked(mut self) -> Frame {
-        self.masked = false;
-        self
-    }
-    pub fn len(mut self, len: Len) -> Frame {
-        self.len = len;
-        self
-    }
-
-    pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.payload.len() + 14);
-        out.push((u8::from(self.fin) << 7) | ((self.rsv & 7) << 4) | (self.opcode & 0x0F));
-        let mask_bit = if self.masked { 0x80 } else { 0 };
-        let n = self.payload.len();
-        match self.len {
-            Len::Minimal if n < 126 => out.push(mask_bit | n as u8),
-            Len::Minimal | Len::U16 if n <= 0xFFFF => {
-                out.push(mask_bit | 126);
-                out.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            _ => {
-                out.push(mask_bit | 127);
-                out.extend_from_slice(&(n as u64).to_be_bytes());
-            }
-        }
-        if self.masked {
-            out.extend_from_slice(&MASK);
-            out.extend(
-                self.payload
-                    .iter()
-                    .enumerate()
-                    .map(|(i, b)| b ^ MASK[i % 4]),
-            );
-        } else {
-            out.extend_from_slice(&self.payload);
-        }
-        out
-    }
-}
-
-/// A frame as the server sent it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Received {
-    pub fin: bool,
-    pub rsv: u8,
-    pub opcode: u8,
-    pub masked: bool,
-    pub payload: Vec<u8>,
-}
-
-impl Received {
-    /// The close code of a close frame, if it carried one.
-    pub fn close_code(&self) -> Option<u16> {
-        (self.opcode == CLOSE && self.payload.len() >= 2)
-            .then(|| u16::from_be_bytes([self.payload[0], self.payload[1]]))
-    }
-}
 
 /// What reading from the server produced.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Read {
-    Frame(Received),
+    Frame(RawFrame),
     /// The server closed the TCP connection.
     Eof,
 }
@@ -167,7 +49,7 @@ impl RawClient {
         RawClient::connect_with(addr, "/", &[]).await
     }
 
-    pub async fn send(&mut self, frame: &Frame) {
+    pub async fn send(&mut self, frame: &RawFrame) {
         self.write(&frame.encode()).await;
     }
 
@@ -198,7 +80,7 @@ impl RawClient {
     pub async fn read_within(&mut self, wait: Duration) -> Option<Read> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            if let Some((frame, used)) = parse(&self.buf) {
+            if let Some((frame, used)) = RawFrame::parse(&self.buf) {
                 self.buf.drain(..used);
                 return Some(Read::Frame(frame));
             }
@@ -219,7 +101,7 @@ impl RawClient {
     /// Writes `bytes` while reading `count` frames (pings skipped), all within
     /// [`BOUND`]. Reading as we write keeps a large exchange from deadlocking
     /// on full socket buffers when the server echoes before we finish.
-    pub async fn exchange(&mut self, bytes: &[u8], count: usize) -> Vec<Received> {
+    pub async fn exchange(&mut self, bytes: &[u8], count: usize) -> Vec<RawFrame> {
         let (mut reader, mut writer) = self.stream.split();
         let buf = &mut self.buf;
         let write = async {
@@ -231,7 +113,7 @@ impl RawClient {
             while frames.len() < count {
                 let mut at = 0;
                 while frames.len() < count {
-                    let Some((frame, used)) = parse(&buf[at..]) else {
+                    let Some((frame, used)) = RawFrame::parse(&buf[at..]) else {
                         break;
                     };
                     at += used;
@@ -260,7 +142,7 @@ impl RawClient {
     }
 
     /// The next frame that is not a ping (heartbeats arrive at any time).
-    pub async fn next_frame(&mut self) -> Received {
+    pub async fn next_frame(&mut self) -> RawFrame {
         loop {
             match self.read().await {
                 Read::Frame(f) if f.opcode == PING => continue,
@@ -296,14 +178,17 @@ impl RawClient {
     }
 
     /// Writes several frames in one write, so the server reads them together.
-    pub async fn send_all(&mut self, frames: &[Frame]) {
-        let wire: Vec<u8> = frames.iter().flat_map(Frame::encode).collect();
+    pub async fn send_all(&mut self, frames: &[RawFrame]) {
+        let mut wire = Vec::new();
+        for frame in frames {
+            frame.encode_into(&mut wire);
+        }
         self.write(&wire).await;
     }
 
     /// The next frame that is neither a ping nor a pong (heartbeats, and pongs
     /// the test does not care about).
-    pub async fn next_data_or_close(&mut self) -> Received {
+    pub async fn next_data_or_close(&mut self) -> RawFrame {
         loop {
             let frame = self.next_frame().await;
             if frame.opcode != PONG {
@@ -324,64 +209,25 @@ impl RawClient {
     }
 }
 
-/// Parses one unmasked-or-masked frame from the front of `buf`.
-pub fn parse(buf: &[u8]) -> Option<(Received, usize)> {
-    if buf.len() < 2 {
-        return None;
-    }
-    let masked = buf[1] & 0x80 != 0;
-    let (len, mut at) = match buf[1] & 0x7F {
-        126 => {
-            if buf.len() < 4 {
-                return None;
-            }
-            (u16::from_be_bytes([buf[2], buf[3]]) as usize, 4)
-        }
-        127 => {
-            if buf.len() < 10 {
-                return None;
-            }
-            let mut b = [0u8; 8];
-            b.copy_from_slice(&buf[2..10]);
-            (u64::from_be_bytes(b) as usize, 10)
-        }
-        n => (n as usize, 2),
-    };
-    let mask = if masked {
-        if buf.len() < at + 4 {
-            return None;
-        }
-        let m = [buf[at], buf[at + 1], buf[at + 2], buf[at + 3]];
-        at += 4;
-        Some(m)
-    } else {
-        None
-    };
-    if buf.len() < at + len {
-        return None;
-    }
-    let mut payload = buf[at..at + len].to_vec();
-    if let Some(m) = mask {
-        payload
-            .iter_mut()
-            .enumerate()
-            .for_each(|(i, b)| *b ^= m[i % 4]);
-    }
-    Some((
-        Received {
-            fin: buf[0] & 0x80 != 0,
-            rsv: (buf[0] >> 4) & 7,
-            opcode: buf[0] & 0x0F,
-            masked,
-            payload,
-        },
-        at + len,
-    ))
-}
-
 /// Sends an HTTP upgrade request with `extra` header lines (replacing the
 /// defaults of the same name) and returns the stream, status and response head.
 pub async fn handshake(addr: SocketAddr, path: &str, extra: &[&str]) -> (TcpStream, u16, String) {
+    let stream = tokio::time::timeout(BOUND, TcpStream::connect(addr))
+        .await
+        .expect("connect timed out")
+        .expect("connect");
+    stream.set_nodelay(true).expect("nodelay");
+    handshake_on(stream, addr, path, extra).await
+}
+
+/// [`handshake`] on a stream the caller connected (with socket options of
+/// its own, say).
+pub async fn handshake_on(
+    mut stream: TcpStream,
+    addr: SocketAddr,
+    path: &str,
+    extra: &[&str],
+) -> (TcpStream, u16, String) {
     let mut headers = vec![
         format!("Host: {addr}"),
         "Upgrade: websocket".to_owned(),
@@ -401,11 +247,6 @@ pub async fn handshake(addr: SocketAddr, path: &str, extra: &[&str]) -> (TcpStre
         }
     }
     let request = format!("GET {path} HTTP/1.1\r\n{}\r\n\r\n", headers.join("\r\n"));
-    let mut stream = tokio::time::timeout(BOUND, TcpStream::connect(addr))
-        .await
-        .expect("connect timed out")
-        .expect("connect");
-    stream.set_nodelay(true).expect("nodelay");
     stream
         .write_all(request.as_bytes())
         .await
