@@ -239,7 +239,25 @@ fn start_wsd_on(ip: &str, extra_config: &str) -> (Running, tempfile::TempDir) {
 
 /// A blocking raw WebSocket connection (handshake done).
 fn ws_connect(addr: SocketAddr) -> TcpStream {
-    let mut stream = TcpStream::connect(addr).unwrap();
+    ws_upgrade(TcpStream::connect(addr).unwrap(), addr)
+}
+
+/// A connection whose 4 KiB receive buffer fills at once when it stops
+/// reading, so the server's output to it backs up.
+fn ws_connect_tight(addr: SocketAddr) -> TcpStream {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )
+    .unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&addr.into()).unwrap();
+    ws_upgrade(socket.into(), addr)
+}
+
+/// The opening handshake on a connected stream.
+fn ws_upgrade(mut stream: TcpStream, addr: SocketAddr) -> TcpStream {
     stream.set_read_timeout(Some(BOUND)).unwrap();
     write!(
         stream,
@@ -328,6 +346,98 @@ fn sigterm_closes_every_session_with_1001_and_exits_0() {
         stderr.contains("disconnected: shutdown (code 1001"),
         "{stderr}"
     );
+}
+
+/// Waits (bounded) until `/healthz` reports `n` sessions.
+fn wait_sessions(addr: SocketAddr, n: u64) {
+    let deadline = Instant::now() + BOUND;
+    while healthz_sessions(addr) != n {
+        assert!(Instant::now() < deadline, "sessions never reached {n}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn sigterm_with_stalled_peers_tells_everyone_who_can_hear_and_exits_promptly() {
+    // shutdown_timeout stays at its 10 s default: the drain must not need it.
+    let (mut wsd, _dir) = start_wsd(
+        "[session]\nheartbeat_interval = \"200ms\"\nclient_timeout = \"60s\"\n\
+         close_timeout = \"1s\"\nwrite_timeout = \"60s\"\nmax_send_queue = \"64MiB\"\n",
+    );
+    let mut listener = ws_connect(wsd.addr);
+    // Three peers that send 8 MiB each and never read a reply: their
+    // sessions' output is stuck behind full sockets.
+    let big = RawFrame::binary(vec![0x42; 64 * 1024]).encode();
+    let stalled: Vec<TcpStream> = (0..3)
+        .map(|_| {
+            let mut peer = ws_connect_tight(wsd.addr);
+            for _ in 0..128 {
+                peer.write_all(&big).unwrap();
+            }
+            peer
+        })
+        .collect();
+    wait_sessions(wsd.addr, 4);
+
+    let signalled = Instant::now();
+    wsd.signal("TERM");
+    let close = next_frame(&mut listener);
+    assert_eq!((close.opcode, close.close_code()), (CLOSE, Some(1001)));
+    listener
+        .write_all(&RawFrame::close(1001, "").encode())
+        .unwrap();
+    let (code, stderr) = wsd.finish();
+    let took = signalled.elapsed();
+    assert_eq!(code, Some(0), "{stderr}");
+    // Not the 10 s shutdown_timeout: the stalled peers were reset, at once
+    // or after their close_timeout.
+    assert!(
+        took < Duration::from_secs(6),
+        "exit took {took:?}\n{stderr}"
+    );
+    assert!(!stderr.contains("did not close in time"), "{stderr}");
+    drop(stalled);
+}
+
+#[test]
+fn a_second_signal_during_the_drain_exits_130_at_once() {
+    let (mut wsd, _dir) =
+        start_wsd("shutdown_timeout = \"60s\"\n[session]\nclose_timeout = \"30s\"\n");
+    // A client that hears the 1001 but never answers: the drain would wait
+    // out close_timeout for it.
+    let mut deaf = ws_connect(wsd.addr);
+    wait_sessions(wsd.addr, 1);
+    wsd.signal("INT");
+    let close = next_frame(&mut deaf);
+    assert_eq!(close.close_code(), Some(1001));
+    let again = Instant::now();
+    wsd.signal("INT");
+    let (code, stderr) = wsd.finish();
+    assert_eq!(code, Some(130), "{stderr}");
+    assert!(again.elapsed() < Duration::from_secs(10), "{stderr}");
+    assert!(stderr.contains("SIGINT received again"), "{stderr}");
+}
+
+#[test]
+fn a_missing_tls_file_is_reported_once_with_the_config_file_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(
+        dir.path(),
+        "[server]\nbind = \"127.0.0.1:0\"\n[tls]\ncert = \"nowhere/cert.pem\"\nkey = \"nowhere/key.pem\"\n",
+    );
+    let out = run(wsd().current_dir(dir.path()).arg("--config").arg(&path));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("nowhere/cert.pem"))
+        .collect();
+    assert_eq!(lines.len(), 1, "reported more than once:\n{stderr}");
+    let want = format!(
+        "wsd: {}: key `tls.cert`: nowhere/cert.pem: cannot read",
+        path.display()
+    );
+    assert!(lines[0].starts_with(&want), "{stderr}");
 }
 
 /// The least time a server with actix-http's default `client_disconnect_timeout`
