@@ -125,11 +125,7 @@ async fn a_peer_that_stops_reading_then_goes_silent_is_dropped_by_the_heartbeat(
         "dropped after {waited:?}, before {timeout:?}"
     );
     wsd.wait_sessions(0).await;
-    assert_eq!(
-        wsd.metric("wsd_sessions_closed_total{reason=\"heartbeat_timeout\"}")
-            .await,
-        Some(1.0)
-    );
+    assert_eq!(wsd.closed("heartbeat_timeout").await, Some(1.0));
 }
 
 #[actix_web::test]
@@ -153,11 +149,7 @@ async fn overflowing_max_send_queue_ends_the_session_as_a_slow_consumer() {
         "the overflowing peer is still connected"
     );
     wsd.wait_sessions(1).await;
-    assert_eq!(
-        wsd.metric("wsd_sessions_closed_total{reason=\"slow_consumer\"}")
-            .await,
-        Some(1.0)
-    );
+    assert_eq!(wsd.closed("slow_consumer").await, Some(1.0));
     // Nobody else noticed.
     assert_eq!(
         round_trip(&mut other, "still here").await,
@@ -193,11 +185,7 @@ async fn a_socket_that_takes_nothing_for_write_timeout_is_a_slow_consumer() {
         "a stalled socket outlived write_timeout"
     );
     wsd.wait_sessions(0).await;
-    assert_eq!(
-        wsd.metric("wsd_sessions_closed_total{reason=\"slow_consumer\"}")
-            .await,
-        Some(1.0)
-    );
+    assert_eq!(wsd.closed("slow_consumer").await, Some(1.0));
 }
 
 #[actix_web::test]
@@ -248,11 +236,7 @@ async fn a_peer_that_reads_slowly_within_the_bound_gets_every_reply_in_order() {
             }
         }
     }
-    assert_eq!(
-        wsd.metric("wsd_sessions_closed_total{reason=\"slow_consumer\"}")
-            .await,
-        None
-    );
+    assert_eq!(wsd.closed("slow_consumer").await, None);
     assert_eq!(wsd.sessions().await, 1);
 }
 

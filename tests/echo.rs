@@ -86,11 +86,7 @@ async fn an_independent_client_sees_a_clean_close() {
         other => panic!("expected a close frame, got {other:?}"),
     }
     wsd.wait_sessions(0).await;
-    assert_eq!(
-        wsd.metric("wsd_sessions_closed_total{reason=\"normal\"}")
-            .await,
-        Some(1.0)
-    );
+    assert_eq!(wsd.closed("normal").await, Some(1.0));
 }
 
 #[actix_web::test]
@@ -139,11 +135,7 @@ async fn invalid_utf8_text_closes_with_1007() {
         .await;
     client.expect_close(1007).await;
     wsd.wait_sessions(0).await;
-    assert_eq!(
-        wsd.metric("wsd_sessions_closed_total{reason=\"invalid_payload\"}")
-            .await,
-        Some(1.0)
-    );
+    assert_eq!(wsd.closed("invalid_payload").await, Some(1.0));
 }
 
 #[actix_web::test]

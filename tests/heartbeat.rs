@@ -65,11 +65,7 @@ async fn a_peer_that_never_answers_is_dropped_within_the_timeout() {
     );
     client.expect_eof().await;
     wsd.wait_sessions(0).await;
-    assert_eq!(
-        wsd.metric("wsd_sessions_closed_total{reason=\"heartbeat_timeout\"}")
-            .await,
-        Some(1.0)
-    );
+    assert_eq!(wsd.closed("heartbeat_timeout").await, Some(1.0));
 }
 
 #[actix_web::test]

@@ -49,11 +49,7 @@ async fn a_message_over_the_limit_closes_with_1009_as_one_frame() {
     client.write(&header[..8]).await;
     client.expect_close(1009).await;
     wsd.wait_sessions(0).await;
-    assert_eq!(
-        wsd.metric("wsd_sessions_closed_total{reason=\"message_too_big\"}")
-            .await,
-        Some(1.0)
-    );
+    assert_eq!(wsd.closed("message_too_big").await, Some(1.0));
 }
 
 #[actix_web::test]
@@ -91,11 +87,7 @@ async fn sessions_that_vanish_without_a_close_are_all_unregistered() {
         drop(std);
     }
     wsd.wait_sessions(0).await;
-    assert_eq!(
-        wsd.metric("wsd_sessions_closed_total{reason=\"abnormal\"}")
-            .await,
-        Some(200.0)
-    );
+    assert_eq!(wsd.closed("abnormal").await, Some(200.0));
     // And the server is fine.
     let mut ws = wsd.connect().await;
     assert_eq!(round_trip(&mut ws, "alive").await, "Server received: alive");

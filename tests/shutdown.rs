@@ -40,11 +40,7 @@ async fn shutdown_sends_1001_to_every_session_and_waits_for_them() {
         .expect("shutdown task");
     assert_eq!(left, Ok(0));
     assert_eq!(wsd.sessions().await, 0);
-    assert_eq!(
-        wsd.metric("wsd_sessions_closed_total{reason=\"shutdown\"}")
-            .await,
-        Some(5.0)
-    );
+    assert_eq!(wsd.closed("shutdown").await, Some(5.0));
     assert_eq!(wsd.health().await["status"], "shutting_down");
 }
 

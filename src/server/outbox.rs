@@ -136,6 +136,11 @@ struct Shared {
 }
 
 impl Shared {
+    fn clear(&mut self) {
+        self.frames.clear();
+        self.queued = 0;
+    }
+
     fn wake(&mut self) {
         if let Some(waker) = self.waker.take() {
             waker.wake();
@@ -207,9 +212,7 @@ impl Outbox {
     /// Drops every frame not yet handed on (whole frames only, so the stream
     /// of frames stays well-formed).
     pub(crate) fn discard(&self) {
-        let mut s = self.shared.borrow_mut();
-        s.frames.clear();
-        s.queued = 0;
+        self.shared.borrow_mut().clear();
     }
 
     /// No more frames: the body ends, and actix-http closes the connection,
@@ -225,8 +228,7 @@ impl Outbox {
     /// Resets the connection now, discarding whatever is queued.
     pub(crate) fn abort(&self) {
         let mut s = self.shared.borrow_mut();
-        s.frames.clear();
-        s.queued = 0;
+        s.clear();
         s.state = State::Aborted;
         if s.body_alive {
             match s.socket {
@@ -307,8 +309,7 @@ impl Drop for Body {
     fn drop(&mut self) {
         let mut s = self.shared.borrow_mut();
         s.body_alive = false;
-        s.frames.clear();
-        s.queued = 0;
+        s.clear();
         s.waker = None;
         self.on_closed.do_send(TransportClosed);
     }

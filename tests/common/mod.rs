@@ -140,6 +140,12 @@ impl TestWsd {
             .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
     }
 
+    /// `wsd_sessions_closed_total` for one close reason, or None.
+    pub async fn closed(&self, reason: &str) -> Option<f64> {
+        self.metric(&format!("wsd_sessions_closed_total{{reason=\"{reason}\"}}"))
+            .await
+    }
+
     /// Waits (bounded) until `/healthz` reports `n` sessions.
     pub async fn wait_sessions(&self, n: u64) {
         let ok = wait_until(BOUND, || async { self.sessions().await == n }).await;
