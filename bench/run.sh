@@ -11,7 +11,8 @@
 #
 # Environment: REPS (3), DURATION (10s, each load measurement), WARMUP (2s),
 # IDLE_CONNS (10000), HOLD (5s, how long the idle connections are held),
-# CONNECT_CONCURRENCY (8), WSD_PORT (19001), PEER_PORT (19002), WSC (the
+# CONNECT_CONCURRENCY (8), WSD_PORT (19001), PEER_PORT (19002), WSD (the
+# server binary; default target/release/wsd, e.g. an older build to compare), WSC (the
 # binary whose `bench` subcommand generates the load; default target/release/wsc).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -58,7 +59,7 @@ fi
 note "building (release)"
 cargo build --release --locked --bin wsd --bin wsc >&2
 (cd bench/peers/fastws-echo && cargo build --release --locked >&2)
-WSD=$PWD/target/release/wsd
+WSD=${WSD:-$PWD/target/release/wsd}
 WSC=${WSC:-$PWD/target/release/wsc}
 PEER=$PWD/bench/peers/fastws-echo/target/release/fastws-echo
 "$WSC" bench --help >/dev/null 2>&1 || die "$WSC has no 'bench' subcommand"
