@@ -84,7 +84,7 @@ cat >"$TMP/wsd.toml" <<EOF
 [server]
 bind = "127.0.0.1:$WSD_PORT"
 max_connections = 1000000
-shutdown_timeout = "1s"
+shutdown_timeout = "2s"
 [session]
 reply_prefix = ""
 [log]
