@@ -40,6 +40,26 @@ pub fn server_frame(opcode: u8, parts: &[&[u8]]) -> Bytes {
     Bytes::from(out)
 }
 
+/// Payloads at least this long are not copied into their frame: the frame
+/// goes out as its head and the payload's own bytes. Below it, one small
+/// allocation and copy are cheaper than a second piece to queue and write.
+pub const SHARE_PAYLOAD_FROM: usize = 1024;
+
+/// One unmasked (server) message frame whose payload is `prefix` then
+/// `payload`, as the pieces to write in order: the whole frame, or (for a
+/// payload of [`SHARE_PAYLOAD_FROM`] bytes or more) its head, header and
+/// prefix, then `payload` itself, shared rather than copied.
+pub fn server_message(opcode: u8, prefix: &[u8], payload: &Bytes) -> (Bytes, Option<Bytes>) {
+    if payload.len() < SHARE_PAYLOAD_FROM {
+        return (server_frame(opcode, &[prefix, payload]), None);
+    }
+    let header = Header::new(opcode, prefix.len() + payload.len());
+    let mut head = Vec::with_capacity(header.size() + prefix.len());
+    header.write(&mut head);
+    head.extend_from_slice(prefix);
+    (Bytes::from(head), Some(payload.clone()))
+}
+
 /// The payload of a close frame: the code, big-endian, then the reason.
 pub fn close_payload(code: u16, reason: &str) -> Vec<u8> {
     let mut payload = Vec::with_capacity(2 + reason.len());
@@ -104,6 +124,31 @@ mod tests {
             let mut input = server_frame(opcode::BINARY, &[b"ab", &body]);
             let mut want = b"ab".to_vec();
             want.extend_from_slice(&body);
+            let mut client = Decoder::new(Role::Client, 1 << 20);
+            assert_eq!(
+                client.decode(&mut input),
+                Ok(Some(Event::Binary(Bytes::from(want)))),
+                "len {len}"
+            );
+            assert!(input.is_empty());
+        }
+    }
+
+    #[test]
+    fn a_message_split_into_head_and_shared_payload_decodes_as_one_frame() {
+        for len in [0, 10, SHARE_PAYLOAD_FROM - 1, SHARE_PAYLOAD_FROM, 70_000] {
+            let payload = Bytes::from((0..len).map(|i| (i % 13) as u8).collect::<Vec<u8>>());
+            let (head, tail) = server_message(opcode::BINARY, b"p:", &payload);
+            assert_eq!(tail.is_some(), len >= SHARE_PAYLOAD_FROM, "len {len}");
+            if let Some(tail) = &tail {
+                // Shared, not copied.
+                assert_eq!(tail.as_ptr(), payload.as_ptr());
+            }
+            let mut wire = head.to_vec();
+            wire.extend_from_slice(tail.as_deref().unwrap_or_default());
+            let mut want = b"p:".to_vec();
+            want.extend_from_slice(&payload);
+            let mut input = Bytes::from(wire);
             let mut client = Decoder::new(Role::Client, 1 << 20);
             assert_eq!(
                 client.decode(&mut input),

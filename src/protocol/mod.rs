@@ -15,7 +15,9 @@ pub mod handshake;
 mod mask;
 
 pub use decoder::{CloseFrame, Decoder, Event, Role, Violation};
-pub use encode::{MAX_HEADER_LEN, close_payload, encode_frame, server_frame};
+pub use encode::{
+    MAX_HEADER_LEN, SHARE_PAYLOAD_FROM, close_payload, encode_frame, server_frame, server_message,
+};
 pub use frame::{DEFAULT_MASK, Header, LengthForm, RawFrame, header_size};
 pub use mask::apply_mask;
 

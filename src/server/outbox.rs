@@ -122,8 +122,12 @@ enum State {
 }
 
 struct Shared {
-    frames: VecDeque<Bytes>,
-    /// Bytes in `frames`.
+    /// Whole frames, each as its pieces (see `protocol::server_message`).
+    frames: VecDeque<(Bytes, Option<Bytes>)>,
+    /// The rest of a frame whose head the body has handed on: it goes next,
+    /// whatever is discarded, so the stream of frames stays well-formed.
+    partial: Option<Bytes>,
+    /// Bytes in `frames` and `partial`.
     queued: usize,
     limit: usize,
     /// Frames handed to actix-http, ever.
@@ -136,9 +140,10 @@ struct Shared {
 }
 
 impl Shared {
+    /// Drops the whole frames still queued.
     fn clear(&mut self) {
         self.frames.clear();
-        self.queued = 0;
+        self.queued = self.partial.as_ref().map_or(0, Bytes::len);
     }
 
     fn wake(&mut self) {
@@ -164,6 +169,7 @@ impl Outbox {
     ) -> (Outbox, Body) {
         let shared = Rc::new(RefCell::new(Shared {
             frames: VecDeque::new(),
+            partial: None,
             queued: 0,
             limit,
             taken: 0,
@@ -179,19 +185,21 @@ impl Outbox {
         (Outbox { shared }, body)
     }
 
-    /// Queues one encoded frame. A frame always fits in an empty queue (the
+    /// Queues one encoded frame, given as its pieces in order (see
+    /// `protocol::server_message`). A frame always fits in an empty queue (the
     /// largest is bounded by `max_message_size`); otherwise the queue may not
     /// grow past its limit.
-    pub(crate) fn push(&self, frame: Bytes) -> Result<(), Full> {
+    pub(crate) fn push(&self, frame: Bytes, rest: Option<Bytes>) -> Result<(), Full> {
         let mut s = self.shared.borrow_mut();
         if s.state != State::Open {
             return Ok(());
         }
-        if s.queued > 0 && s.queued + frame.len() > s.limit {
+        let len = frame.len() + rest.as_ref().map_or(0, Bytes::len);
+        if s.queued > 0 && s.queued + len > s.limit {
             return Err(Full);
         }
-        s.queued += frame.len();
-        s.frames.push_back(frame);
+        s.queued += len;
+        s.frames.push_back((frame, rest));
         s.wake();
         Ok(())
     }
@@ -204,13 +212,13 @@ impl Outbox {
             return;
         }
         s.queued += frame.len();
-        s.frames.push_back(frame);
+        s.frames.push_back((frame, None));
         s.state = State::Closed;
         s.wake();
     }
 
-    /// Drops every frame not yet handed on (whole frames only, so the stream
-    /// of frames stays well-formed).
+    /// Drops every frame not yet begun (whole frames only, so the stream of
+    /// frames stays well-formed).
     pub(crate) fn discard(&self) {
         self.shared.borrow_mut().clear();
     }
@@ -228,6 +236,7 @@ impl Outbox {
     /// Resets the connection now, discarding whatever is queued.
     pub(crate) fn abort(&self) {
         let mut s = self.shared.borrow_mut();
+        s.partial = None;
         s.clear();
         s.state = State::Aborted;
         if s.body_alive {
@@ -270,7 +279,7 @@ impl Outbox {
     /// Whether the connection is still there and has frames still to take.
     pub(crate) fn is_pending(&self) -> bool {
         let s = self.shared.borrow();
-        s.body_alive && !s.frames.is_empty()
+        s.body_alive && (s.partial.is_some() || !s.frames.is_empty())
     }
 }
 
@@ -285,10 +294,17 @@ impl Stream for Body {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let mut s = self.shared.borrow_mut();
-        if let Some(frame) = s.frames.pop_front() {
-            s.queued -= frame.len();
+        let next = match s.partial.take() {
+            Some(rest) => Some(rest),
+            None => s.frames.pop_front().map(|(head, rest)| {
+                s.partial = rest;
+                head
+            }),
+        };
+        if let Some(piece) = next {
+            s.queued -= piece.len();
             s.taken += 1;
-            return Poll::Ready(Some(Ok(frame)));
+            return Poll::Ready(Some(Ok(piece)));
         }
         match s.state {
             State::Open | State::Closed => {
@@ -309,8 +325,72 @@ impl Drop for Body {
     fn drop(&mut self) {
         let mut s = self.shared.borrow_mut();
         s.body_alive = false;
+        s.partial = None;
         s.clear();
         s.waker = None;
         self.on_closed.do_send(TransportClosed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_util::{FutureExt, StreamExt};
+
+    use super::*;
+
+    struct Listener;
+    impl Actor for Listener {
+        type Context = actix::Context<Self>;
+    }
+    impl Handler<TransportClosed> for Listener {
+        type Result = ();
+        fn handle(&mut self, _: TransportClosed, _: &mut Self::Context) {}
+    }
+
+    fn outbox(limit: usize) -> (Outbox, Body) {
+        Outbox::new(limit, None, Listener.start().recipient())
+    }
+
+    /// What the body yields now: a piece, the end (`Some(None)`), or
+    /// nothing yet (`None`).
+    fn poll(body: &mut Body) -> Option<Option<Bytes>> {
+        body.next()
+            .now_or_never()
+            .map(|item| item.map(|r| r.expect("no error")))
+    }
+
+    #[actix_rt::test]
+    async fn discarding_keeps_the_frame_already_begun_whole() {
+        let (out, mut body) = outbox(1 << 20);
+        let head = Bytes::from_static(b"head");
+        let tail = Bytes::from_static(b"tail");
+        out.push(head.clone(), Some(tail.clone())).unwrap();
+        out.push(Bytes::from_static(b"next"), None).unwrap();
+        assert_eq!(out.queued(), 12);
+        assert_eq!(poll(&mut body), Some(Some(head)));
+        out.discard();
+        // The begun frame's rest still goes; the next frame does not.
+        assert_eq!(poll(&mut body), Some(Some(tail)));
+        assert_eq!(poll(&mut body), None);
+        assert_eq!(out.queued(), 0);
+        out.push_last(Bytes::from_static(b"close"));
+        out.finish();
+        assert_eq!(poll(&mut body), Some(Some(Bytes::from_static(b"close"))));
+        assert_eq!(poll(&mut body), Some(None));
+    }
+
+    #[actix_rt::test]
+    async fn the_queue_refuses_what_would_pass_its_limit_but_never_an_empty_queue() {
+        let (out, mut body) = outbox(10);
+        // Larger than the limit, but the queue is empty.
+        out.push(Bytes::from(vec![0; 50]), None).unwrap();
+        assert!(out.push(Bytes::from_static(b"x"), None).is_err());
+        assert_eq!(poll(&mut body).flatten().map(|b| b.len()), Some(50));
+        out.push(Bytes::from(vec![0; 6]), None).unwrap();
+        out.push(Bytes::from(vec![0; 4]), None).unwrap();
+        assert!(out.push(Bytes::from_static(b"y"), None).is_err());
+        // A close always fits: nothing follows it.
+        out.push_last(Bytes::from_static(b"close"));
+        assert_eq!(out.queued(), 15);
     }
 }

@@ -171,9 +171,10 @@ impl Session {
         describe_peer(self.peer)
     }
 
-    /// Queues a frame; a full queue makes this session a slow consumer.
-    fn send(&mut self, frame: Bytes, ctx: &mut Context<Self>) {
-        if self.outbox.push(frame).is_err() {
+    /// Queues a frame (as its pieces); a full queue makes this session a
+    /// slow consumer.
+    fn send(&mut self, (frame, rest): (Bytes, Option<Bytes>), ctx: &mut Context<Self>) {
+        if self.outbox.push(frame, rest).is_err() {
             self.slow_consumer("its send queue is full", ctx);
         }
     }
@@ -309,7 +310,7 @@ impl Session {
             );
             return;
         }
-        self.send(protocol::server_frame(opcode::PING, &[]), ctx);
+        self.send((protocol::server_frame(opcode::PING, &[]), None), ctx);
     }
 
     fn on_event(&mut self, event: Event, ctx: &mut Context<Self>) {
@@ -323,7 +324,7 @@ impl Session {
                 // The decoder has validated the UTF-8, and the prefix is a
                 // `String`, so the reply is valid text without re-checking.
                 let prefix = self.config.reply_prefix.as_bytes();
-                let reply = protocol::server_frame(opcode::TEXT, &[prefix, &text]);
+                let reply = protocol::server_message(opcode::TEXT, prefix, &text);
                 self.traffic.messages_sent += 1;
                 self.traffic.bytes_sent += (prefix.len() + text.len()) as u64;
                 self.send(reply, ctx);
@@ -336,11 +337,12 @@ impl Session {
                 }
                 self.traffic.messages_sent += 1;
                 self.traffic.bytes_sent += bytes.len() as u64;
-                self.send(protocol::server_frame(opcode::BINARY, &[&bytes]), ctx);
+                self.send(protocol::server_message(opcode::BINARY, &[], &bytes), ctx);
             }
             Event::Ping(payload) => {
                 if !self.closing {
-                    self.send(protocol::server_frame(opcode::PONG, &[&payload]), ctx);
+                    let pong = protocol::server_frame(opcode::PONG, &[&payload]);
+                    self.send((pong, None), ctx);
                 }
             }
             Event::Pong(_) => {}
