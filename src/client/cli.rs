@@ -11,7 +11,9 @@ use awc::http::header::{HeaderName, HeaderValue};
 use clap::Parser;
 
 use super::console::Settings;
-use super::{Options, parse_header, parse_origin, parse_secs, parse_size, parse_subprotocol};
+use super::{
+    Options, parse_header, parse_interval, parse_origin, parse_secs, parse_size, parse_subprotocol,
+};
 use crate::tls::{ClientTls, TlsError};
 
 const AFTER_HELP: &str = "\
@@ -78,7 +80,8 @@ pub struct Args {
     /// Send MSG instead of reading stdin (repeatable), then close.
     #[arg(short = 'x', long = "execute", value_name = "MSG")]
     execute: Vec<String>,
-    /// After the last message (stdin EOF or the last -x), wait SECS before closing.
+    /// After the last message (stdin EOF or the last -x), wait this long
+    /// before closing. Durations here are seconds (0.5) or with a unit (500ms).
     #[arg(short, long, value_name = "SECS", value_parser = parse_secs, default_value = "0")]
     wait: Duration,
     /// Treat input lines starting with / as commands: /ping, /pong, /close.
@@ -97,7 +100,7 @@ pub struct Args {
     #[arg(short = 'P', long)]
     show_ping_pong: bool,
     /// Ping the server every SECS seconds (we always answer its pings).
-    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    #[arg(long, value_name = "SECS", value_parser = parse_interval)]
     ping_interval: Option<Duration>,
     /// Add a request header, "Name: value" (repeatable).
     #[arg(short = 'H', long = "header", value_name = "NAME: VALUE", value_parser = parse_header)]
@@ -117,7 +120,8 @@ pub struct Args {
     /// After sending close, wait at most SECS for the server's close.
     #[arg(long, value_name = "SECS", value_parser = parse_secs, default_value = "3")]
     close_timeout: Duration,
-    /// Largest message accepted (fragments reassembled), e.g. 64MiB, 1MB, 65536.
+    /// Largest message accepted (fragments reassembled), e.g. 64MiB, 1MB,
+    /// 512kib, 65536 (KB/MB/GB are powers of 1000, KiB/MiB/GiB of 1024).
     #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "64MiB")]
     max_message_size: usize,
     /// wss://: also trust the CA certificate(s) in FILE (PEM), e.g. certs/ca.pem from `wsd gen-cert`.
@@ -235,6 +239,8 @@ mod tests {
             &["wsc", "--cert", "c.pem", "wss://x"],
             &["wsc", "--key", "k.pem", "wss://x"],
             &["wsc", "-n", "--ca", "ca.pem", "wss://x"],
+            &["wsc", "--ping-interval", "0", "ws://x"],
+            &["wsc", "--max-message-size", "16 parsecs", "ws://x"],
         ] {
             assert!(Args::try_parse_from(bad).is_err(), "{bad:?}");
         }

@@ -28,6 +28,8 @@ use awc::http::header::{HeaderName, HeaderValue, SEC_WEBSOCKET_PROTOCOL};
 use awc::ws::Codec;
 use rustls::{AlertDescription, CertificateError, ClientConfig};
 
+use crate::units::UnitError;
+
 /// Everything needed to open a connection, already validated.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -323,19 +325,30 @@ pub fn parse_origin(text: &str) -> Result<HeaderValue, String> {
     HeaderValue::try_from(text).map_err(|_| format!("invalid origin {text:?}"))
 }
 
-/// Seconds, possibly fractional (`0.5`), as a duration.
-pub fn parse_secs(text: &str) -> Result<Duration, String> {
-    text.parse::<f64>()
-        .ok()
-        .and_then(|s| Duration::try_from_secs_f64(s).ok())
-        .ok_or_else(|| format!("expected a number of seconds, got {text:?}"))
+/// A duration flag: a bare number of seconds (`0.5`, as the flags always
+/// took) or humantime's syntax (`250ms`, `1m 30s`); see
+/// [`crate::units::parse_duration_or_secs`].
+pub fn parse_secs(text: &str) -> Result<Duration, UnitError> {
+    crate::units::parse_duration_or_secs(text)
 }
 
-/// A size in bytes or human units (`64MiB`, `512KiB`, `1000000`).
+/// `--ping-interval`: a duration as [`parse_secs`] reads it, longer than
+/// zero (a zero period would ping in a busy loop, and tokio refuses it).
+pub fn parse_interval(text: &str) -> Result<Duration, String> {
+    match parse_secs(text) {
+        Ok(d) if d.is_zero() => Err(format!("{text:?}: the interval must be longer than 0")),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// `--max-message-size`: a size as [`crate::units::parse_size`] reads it
+/// (`64MiB`, `512kib`, `1000000`), of at least one byte.
 pub fn parse_size(text: &str) -> Result<usize, String> {
-    match crate::config::parse_size(text) {
-        Some(0) | None => Err(format!("expected a size such as 64MiB, got {text:?}")),
-        Some(n) => Ok(n),
+    match crate::units::parse_size(text) {
+        Ok(0) => Err(format!("{text:?}: the limit must be at least 1 byte")),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -373,11 +386,17 @@ mod tests {
     }
 
     #[test]
-    fn seconds_and_sizes() {
+    fn durations_take_bare_seconds_or_units_and_limits_are_never_zero() {
         assert_eq!(parse_secs("0.5"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_secs("250ms"), Ok(Duration::from_millis(250)));
         assert!(parse_secs("-1").is_err());
+        assert_eq!(parse_interval("2"), Ok(Duration::from_secs(2)));
+        assert!(parse_interval("0").is_err());
+        assert!(parse_interval("0s").is_err());
         assert_eq!(parse_size("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_size("16kib"), Ok(16 << 10));
         assert!(parse_size("0").is_err());
+        assert!(parse_size("0KiB").is_err());
     }
 
     #[test]
