@@ -22,7 +22,6 @@ mod idle;
 mod load;
 mod report;
 
-use std::ffi::OsString;
 use std::io::{IsTerminal, Write};
 use std::net::IpAddr;
 use std::time::Duration;
@@ -43,10 +42,11 @@ const MAX_SIZE: usize = 64 << 20;
 const CONNECT_CONCURRENCY: usize = 128;
 
 /// Flags of `wsc bench`. The doc comment of each field is its help text.
+/// A subcommand of `wsc` ([`crate::client::cli`]); also a parser of its own
+/// (`Args::try_parse_from(["bench", URL, ...])`) for tests.
 #[derive(Parser, Debug, Clone)]
 #[command(
-    name = "wsc bench",
-    bin_name = "wsc bench",
+    name = "bench",
     about = "Load generator for WebSocket echo servers (ws:// only; wss:// is not supported).",
     after_help = "Modes:\n  \
         (default)    each connection sends a message, waits for and verifies the reply\n  \
@@ -212,21 +212,9 @@ impl Args {
     }
 }
 
-/// The entry point of `wsc bench`: `args` as a program's arguments, the first
-/// one being its name (`wsc` passes `std::env::args_os().skip(1)`, which starts
-/// with `bench`). Prints the summary and returns the exit code.
-pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
-    let args = match Args::try_parse_from(args) {
-        Ok(args) => args,
-        Err(e) => {
-            let _ = e.print();
-            return if e.use_stderr() {
-                exit::USAGE
-            } else {
-                exit::OK
-            };
-        }
-    };
+/// The entry point of `wsc bench`, with its flags parsed by `wsc`. Prints
+/// the summary and returns the exit code.
+pub fn main(args: Args) -> i32 {
     let json = args.json;
     match run(args) {
         Ok(report) => {

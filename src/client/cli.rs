@@ -1,6 +1,11 @@
 //! `wsc`'s flags: parsed raw by clap, checked by the value parsers in
 //! [`super`], and split into validated [`Options`] and [`Settings`] in one
-//! place ([`Args::into_parts`]). The doc comment of each field is its help.
+//! place ([`Args::into_mode`]). The doc comment of each field is its help.
+//!
+//! `wsc URL` connects; `wsc bench URL` is the load generator, a subcommand
+//! with flags of its own ([`crate::bench::Args`]). The two forms exclude each
+//! other: the URL is required only when no subcommand is given, and after a
+//! subcommand every argument is the subcommand's.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -8,7 +13,7 @@ use std::time::Duration;
 
 use awc::http::Uri;
 use awc::http::header::{HeaderName, HeaderValue};
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
 use super::console::Settings;
 use super::{
@@ -72,11 +77,21 @@ Logs: RUST_LOG=debug wsc ... (default: warnings only).";
 /// A WebSocket client for people and pipelines: sends each stdin line as a
 /// message and writes each message received to stdout.
 #[derive(Parser, Debug)]
-#[command(name = "wsc", version, after_help = AFTER_HELP)]
+#[command(
+    name = "wsc",
+    version,
+    after_help = AFTER_HELP,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
 pub struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Server URL: ws://HOST[:PORT][/PATH] or wss://HOST[:PORT][/PATH].
-    #[arg(value_parser = parse_url_arg)]
-    url: (String, Uri),
+    // An Option only because `wsc bench ...` has none; clap requires it
+    // whenever no subcommand is given.
+    #[arg(value_parser = parse_url_arg, required = true)]
+    url: Option<(String, Uri)>,
     /// Send MSG instead of reading stdin (repeatable), then close.
     #[arg(short = 'x', long = "execute", value_name = "MSG")]
     execute: Vec<String>,
@@ -138,6 +153,33 @@ pub struct Args {
     key: Option<PathBuf>,
 }
 
+/// `wsc`'s subcommands.
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Load generator for WebSocket echo servers (wsc bench --help).
+    Bench(crate::bench::Args),
+}
+
+/// What `wsc` was asked to do, validated.
+#[derive(Debug)]
+pub enum Mode {
+    /// `wsc URL`: connect with these options and run the console.
+    Connect(Options, Settings),
+    /// `wsc bench ...`.
+    Bench(crate::bench::Args),
+}
+
+/// Flags that parse but cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// clap requires the URL without a subcommand; this is the fallback
+    /// should that ever not hold.
+    #[error("no URL given (see wsc --help)")]
+    NoUrl,
+}
+
 fn parse_url_arg(text: &str) -> Result<(String, Uri), String> {
     super::parse_url(text).map(|uri| (text.to_owned(), uri))
 }
@@ -146,13 +188,22 @@ impl Args {
     /// True when the connection will be encrypted but the server not
     /// verified (`-n` with a wss:// URL), so the caller can warn.
     pub fn skips_verification(&self) -> bool {
-        self.no_check && self.url.1.scheme_str() == Some("wss")
+        self.no_check
+            && self
+                .url
+                .as_ref()
+                .is_some_and(|(_, url)| url.scheme_str() == Some("wss"))
     }
 
-    /// The connection's options and the console's settings. For wss:// this
-    /// loads the TLS files, so an unusable one is reported before connecting.
-    pub fn into_parts(self) -> Result<(Options, Settings), TlsError> {
-        let tls = if self.url.1.scheme_str() == Some("wss") {
+    /// The subcommand, or the connection's options and the console's
+    /// settings. For wss:// this loads the TLS files, so an unusable one is
+    /// reported before connecting.
+    pub fn into_mode(self) -> Result<Mode, CliError> {
+        if let Some(Command::Bench(bench)) = self.command {
+            return Ok(Mode::Bench(bench));
+        }
+        let (url_text, url) = self.url.ok_or(CliError::NoUrl)?;
+        let tls = if url.scheme_str() == Some("wss") {
             let tls = ClientTls {
                 ca: self.ca,
                 no_check: self.no_check,
@@ -166,7 +217,6 @@ impl Args {
             Some((user, pass)) => (user.to_owned(), Some(pass.to_owned())),
             None => (a, None),
         });
-        let (url_text, url) = self.url;
         let opts = Options {
             url_text,
             url,
@@ -189,7 +239,7 @@ impl Args {
             ping_interval: self.ping_interval,
             close_timeout: self.close_timeout,
         };
-        Ok((opts, settings))
+        Ok(Mode::Connect(opts, settings))
     }
 }
 
@@ -220,13 +270,65 @@ mod tests {
             "ws://127.0.0.1:1/x",
         ])
         .unwrap();
-        let (opts, settings) = args.into_parts().unwrap();
+        let Ok(Mode::Connect(opts, settings)) = args.into_mode() else {
+            panic!("expected a connection");
+        };
         assert!(opts.tls.is_none(), "ws:// needs no TLS config");
         assert_eq!(opts.url_text, "ws://127.0.0.1:1/x");
         assert_eq!(opts.subprotocols, ["p1", "p2"]);
         assert_eq!(opts.auth, Some(("u".into(), Some("p:w".into()))));
         assert_eq!(opts.max_message_size, 64 << 20);
         assert_eq!(settings.execute, ["hi"]);
+    }
+
+    #[test]
+    fn durations_and_sizes_take_units() {
+        let args = Args::try_parse_from([
+            "wsc",
+            "-w",
+            "250ms",
+            "--close-timeout",
+            "1.5",
+            "--ping-interval",
+            "1m 30s",
+            "--max-message-size",
+            "16kib",
+            "ws://x",
+        ])
+        .unwrap();
+        let Ok(Mode::Connect(opts, settings)) = args.into_mode() else {
+            panic!("expected a connection");
+        };
+        assert_eq!(settings.wait, Duration::from_millis(250));
+        assert_eq!(settings.close_timeout, Duration::from_millis(1500));
+        assert_eq!(settings.ping_interval, Some(Duration::from_secs(90)));
+        assert_eq!(opts.max_message_size, 16 << 10);
+    }
+
+    #[test]
+    fn bench_is_a_subcommand_with_its_own_flags() {
+        let args = Args::try_parse_from([
+            "wsc",
+            "bench",
+            "ws://127.0.0.1:1",
+            "-c",
+            "3",
+            "--size",
+            "16kib",
+            "-d",
+            "2s",
+        ])
+        .unwrap();
+        let Ok(Mode::Bench(bench)) = args.into_mode() else {
+            panic!("expected bench");
+        };
+        assert_eq!(
+            (bench.url.as_str(), bench.connections, bench.size),
+            ("ws://127.0.0.1:1", 3, 16 << 10)
+        );
+        assert_eq!(bench.duration, Duration::from_secs(2));
+        let help = Args::command().render_help().to_string();
+        assert!(help.contains("bench"), "{help}");
     }
 
     #[test]
@@ -241,6 +343,11 @@ mod tests {
             &["wsc", "-n", "--ca", "ca.pem", "wss://x"],
             &["wsc", "--ping-interval", "0", "ws://x"],
             &["wsc", "--max-message-size", "16 parsecs", "ws://x"],
+            &["wsc"],
+            // A subcommand excludes the URL form and its flags.
+            &["wsc", "ws://x", "bench"],
+            &["wsc", "-x", "hi", "bench", "ws://x"],
+            &["wsc", "bench", "ws://x", "--size", "lots"],
         ] {
             assert!(Args::try_parse_from(bad).is_err(), "{bad:?}");
         }
