@@ -23,7 +23,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use super::conn::{self, Command, Ending, Event, LoopOptions, Output};
-use super::{ConnectError, Options};
+use super::{ConnectError, Options, close_text};
 use crate::protocol::{self, code};
 
 /// How many payload bytes a binary message shows as hex.
@@ -174,17 +174,6 @@ fn describe(ending: &Ending, url: &str, style: Style) -> Option<String> {
         Ending::OutputClosed => return None,
         Ending::OutputFailed(e) => format!("cannot write to stdout: {}", super::io_cause(e)),
     })
-}
-
-fn close_text(code: Option<u16>, reason: &str) -> String {
-    let mut text = match code {
-        Some(c) => format!("close code {c} ({})", protocol::close_code_name(c)),
-        None => "close frame without a code".to_owned(),
-    };
-    if !reason.is_empty() {
-        text.push_str(&format!(", reason {reason:?}"));
-    }
-    text
 }
 
 /// Turns input lines into commands: data, or `--slash` commands.

@@ -274,6 +274,21 @@ pub(crate) fn io_cause(e: &std::io::Error) -> String {
     }
 }
 
+/// A close frame in words, the one rendering shared by `wsc`'s messages and
+/// `wsc bench`'s error samples: `close code 1011 (internal error), reason
+/// "boom"`, or `close frame without a code`. The reason is quoted (escaped)
+/// because it is the peer's text.
+pub fn close_text(code: Option<u16>, reason: &str) -> String {
+    let mut text = match code {
+        Some(c) => format!("close code {c} ({})", crate::protocol::close_code_name(c)),
+        None => "close frame without a code".to_owned(),
+    };
+    if !reason.is_empty() {
+        text.push_str(&format!(", reason {reason:?}"));
+    }
+    text
+}
+
 /// `--header "Name: value"`.
 pub fn parse_header(text: &str) -> Result<(HeaderName, HeaderValue), String> {
     let (name, value) = text
@@ -413,6 +428,17 @@ mod tests {
         assert!(tls_cause(&alert).contains("requires a client certificate"));
         let plain = std::io::Error::from_raw_os_error(111);
         assert!(find_rustls(&plain).is_none());
+    }
+
+    #[test]
+    fn close_frames_render_code_name_and_quoted_reason() {
+        assert_eq!(
+            close_text(Some(1011), "boom"),
+            "close code 1011 (internal error), reason \"boom\""
+        );
+        assert_eq!(close_text(Some(1000), ""), "close code 1000 (normal)");
+        assert_eq!(close_text(None, ""), "close frame without a code");
+        assert!(close_text(Some(4000), "a\x1b[2J").contains("\\u{1b}"));
     }
 
     #[test]
