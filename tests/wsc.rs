@@ -8,10 +8,11 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::peer::{Peer, Script, close_frame};
+use common::raw::{self, RawClient, Read};
 use common::wsc::{assert_refused, finish, run, wsc};
 use common::{BOUND, TestWsd, test_config};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::Child;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdin, ChildStdout};
 use tokio_tungstenite::tungstenite::Message;
 
 #[actix_web::test]
@@ -107,20 +108,28 @@ async fn the_servers_ping_is_answered_while_stdin_is_idle() {
     assert_eq!((r.code, r.stdout.as_str(), r.stderr.as_str()), (0, "", ""));
 }
 
-#[actix_web::test]
-async fn our_server_heartbeat_does_not_drop_an_idle_client() {
-    // The server pings every 250 ms and drops a client it has not heard from
-    // for 1 s. wsc sends nothing for 2.5 s: only its pongs keep it alive.
-    let mut config = test_config();
-    config.session.client_timeout = Duration::from_millis(1000);
-    let wsd = TestWsd::start(config);
-    let mut child = wsc(&[&wsd.ws_url()]).spawn().unwrap();
-    wsd.wait_sessions(1).await;
-    // Not a wait for an event: the point is that time passes.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert_eq!(wsd.sessions().await, 1, "the idle client was dropped");
-    let mut stdin = child.stdin.take().unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+/// Returns once the server's heartbeat has dropped a peer that never
+/// answers its pings, connected now: an event that proves a whole
+/// `client_timeout` has passed since the call, which is long enough for the
+/// server to drop anyone else who stayed silent meanwhile.
+async fn outlast_a_heartbeat_timeout(wsd: &TestWsd) {
+    let mut silent = RawClient::connect(wsd.addr()).await;
+    loop {
+        match silent.read().await {
+            Read::Frame(f) if f.opcode == raw::PING => continue,
+            // The server's close (or its TCP close): the peer was dropped.
+            Read::Frame(_) | Read::Eof => return,
+        }
+    }
+}
+
+/// wsc (against wsd's default prefix) answers one more line, then, at EOF,
+/// closes normally and exits 0 with nothing on stderr.
+async fn still_echoes_then_exits_0(
+    child: Child,
+    mut stdin: ChildStdin,
+    stdout: &mut Lines<BufReader<ChildStdout>>,
+) {
     stdin.write_all(b"still here\n").await.unwrap();
     let line = tokio::time::timeout(BOUND, stdout.next_line())
         .await
@@ -130,6 +139,29 @@ async fn our_server_heartbeat_does_not_drop_an_idle_client() {
     drop(stdin);
     let r = finish(child).await;
     assert_eq!((r.code, r.stderr.as_str()), (0, ""));
+}
+
+/// The server pings every 250 ms and drops a client it has not heard from
+/// for 1 s.
+fn short_heartbeat() -> wsd::config::Config {
+    let mut config = test_config();
+    config.session.client_timeout = Duration::from_millis(1000);
+    config
+}
+
+#[actix_web::test]
+async fn our_server_heartbeat_does_not_drop_an_idle_client() {
+    let wsd = TestWsd::start(short_heartbeat());
+    let mut child = wsc(&[&wsd.ws_url()]).spawn().unwrap();
+    wsd.wait_sessions(1).await;
+    // wsc sends nothing through two heartbeat timeouts (one could end just
+    // before wsc's own check): only its pongs keep it alive.
+    outlast_a_heartbeat_timeout(&wsd).await;
+    outlast_a_heartbeat_timeout(&wsd).await;
+    wsd.wait_sessions(1).await;
+    let stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    still_echoes_then_exits_0(child, stdin, &mut stdout).await;
 }
 
 #[actix_web::test]
