@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use common::peer::{Peer, Script, close_frame};
 use common::raw::{self, RawClient, Read};
 use common::wsc::{assert_refused, finish, run, wsc};
-use common::{BOUND, TestWsd, test_config};
+use common::{BOUND, TestWsd, test_config, wait_until};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout};
 use tokio_tungstenite::tungstenite::Message;
@@ -161,6 +161,49 @@ async fn our_server_heartbeat_does_not_drop_an_idle_client() {
     wsd.wait_sessions(1).await;
     let stdin = child.stdin.take().unwrap();
     let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    still_echoes_then_exits_0(child, stdin, &mut stdout).await;
+}
+
+#[actix_web::test]
+async fn a_stdout_nobody_reads_does_not_stop_pongs_and_loses_nothing() {
+    let wsd = TestWsd::start(short_heartbeat());
+    let mut child = wsc(&[&wsd.ws_url()]).spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // Not read until the end: once its pipe is full, every write wsc makes
+    // to stdout would block.
+    let stdout = child.stdout.take().unwrap();
+    // 20,000 replies of 80 bytes: 1.6 MB, 25 times a 64 KiB pipe.
+    const LINES: usize = 20_000;
+    let line = |i: usize| format!("line {i:05} {}", "x".repeat(52));
+    let input: String = (0..LINES).map(|i| line(i) + "\n").collect();
+    tokio::time::timeout(BOUND, stdin.write_all(input.as_bytes()))
+        .await
+        .expect("wsc stopped reading stdin: its stdout holds up the connection")
+        .unwrap();
+    let sent = wait_until(BOUND, || async {
+        wsd.metric("wsd_messages_sent_total").await >= Some(LINES as f64)
+    })
+    .await;
+    assert!(sent, "the server did not send every reply");
+    // Two heartbeat timeouts with stdout still unread: wsc must go on
+    // answering pings.
+    outlast_a_heartbeat_timeout(&wsd).await;
+    outlast_a_heartbeat_timeout(&wsd).await;
+    wsd.wait_sessions(1).await;
+    // Now read: every reply arrives, in order, and wsc still echoes.
+    let mut stdout = BufReader::new(stdout).lines();
+    let all = tokio::time::timeout(BOUND, async {
+        let mut lines = Vec::with_capacity(LINES);
+        for _ in 0..LINES {
+            lines.push(stdout.next_line().await.unwrap().unwrap_or_default());
+        }
+        lines
+    })
+    .await
+    .expect("the held replies within the bound");
+    for (i, got) in all.iter().enumerate() {
+        assert_eq!(*got, format!("Server received: {}", line(i)));
+    }
     still_echoes_then_exits_0(child, stdin, &mut stdout).await;
 }
 

@@ -9,12 +9,15 @@
 //! - [`cli`]: the flags, their help text, and their split into options.
 //! - [`console`]: the terminal side: stdin lines, `--slash` commands, prompt,
 //!   and how events are printed (terminal, pipe, `--json`).
+//! - [`stdout`]: the writer thread behind a bounded queue that takes all of
+//!   stdout's bytes, so a slow reader never stalls the connection.
 //!
 //! The client shares [`crate::protocol`] with the server and nothing else.
 
 pub mod cli;
 pub mod conn;
 pub mod console;
+pub mod stdout;
 
 use std::error::Error as StdError;
 use std::sync::Arc;
