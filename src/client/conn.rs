@@ -37,8 +37,9 @@ pub enum Command {
 /// What happened on the connection, for the caller to show.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Event<'a> {
-    Text(&'a str),
-    Binary(&'a [u8]),
+    /// Shared, so an output may keep a large message without copying it.
+    Text(&'a ByteString),
+    Binary(&'a Bytes),
     /// Only reported when [`LoopOptions::report_ping_pong`] is set.
     Ping(&'a [u8]),
     /// `rtt` is set when the pong answers one of our `--ping-interval` pings.
@@ -319,9 +320,9 @@ async fn drive<O: Output>(
         };
         match message {
             None => {}
-            Some(Assembled::Text(bytes)) => match std::str::from_utf8(&bytes) {
+            Some(Assembled::Text(bytes)) => match ByteString::try_from(bytes) {
                 Ok(text) => {
-                    if let Err(e) = out.event(Event::Text(text)) {
+                    if let Err(e) = out.event(Event::Text(&text)) {
                         break output_error(e);
                     }
                 }

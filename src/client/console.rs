@@ -436,9 +436,13 @@ struct Printer {
     batch: Vec<u8>,
 }
 
-/// A batch buffer larger than this (one huge message) is given up after
-/// its flush instead of being kept for the next batch.
+/// The largest batch buffer kept for the next batch (memory of a burst is
+/// given back).
 const KEEP_BATCH: usize = 1 << 20;
+
+/// A message at least this large goes to the stdout queue as it came off
+/// the socket, shared rather than copied into the batch.
+const SHARE_FROM: usize = 64 << 10;
 
 impl Printer {
     /// A line on the terminal, above the prompt if there is one.
@@ -451,6 +455,17 @@ impl Printer {
             }
             None => self.plain_line(line.as_bytes()),
         }
+    }
+
+    /// A payload as it is: copied into the batch when small, shared with the
+    /// stdout queue (after the batch) when large.
+    fn raw(&mut self, data: &Bytes) -> io::Result<()> {
+        if data.len() < SHARE_FROM {
+            self.batch.extend_from_slice(data);
+            return Ok(());
+        }
+        Output::flush(self)?;
+        self.out.push_bytes(data.clone())
     }
 
     fn plain_line(&mut self, line: &[u8]) -> io::Result<()> {
@@ -479,13 +494,11 @@ impl Output for Printer {
         if self.batch.is_empty() {
             return self.out.check();
         }
-        self.out.append(&mut self.batch)?;
-        // What came back (the queue's spare buffer) may be one huge
-        // message's worth.
-        if self.batch.capacity() > KEEP_BATCH {
-            self.batch = Vec::new();
-        }
-        Ok(())
+        // The next batch starts at about this one's size, without keeping
+        // the memory of a burst.
+        let next = Vec::with_capacity(self.batch.len().min(KEEP_BATCH));
+        self.out
+            .push_bytes(Bytes::from(std::mem::replace(&mut self.batch, next)))
     }
 
     fn ready(&self) -> impl Future<Output = io::Result<()>> {
@@ -500,7 +513,7 @@ impl Output for Printer {
         };
         match (self.style, event) {
             (Style::Json, Event::Text(text)) => self.json(&JsonEvent {
-                data: Some(text.into()),
+                data: Some((&**text).into()),
                 ..json("text")
             }),
             (Style::Json, Event::Binary(data)) => self.json(&JsonEvent {
@@ -538,11 +551,12 @@ impl Output for Printer {
                 }
                 Ok(())
             }
-            (_, Event::Binary(data)) if self.raw_binary => {
-                self.batch.extend_from_slice(data);
+            (_, Event::Binary(data)) if self.raw_binary => self.raw(data),
+            (Style::Pipe, Event::Text(text)) => {
+                self.raw(text.as_bytes())?;
+                self.batch.push(b'\n');
                 Ok(())
             }
-            (Style::Pipe, Event::Text(text)) => self.plain_line(text.as_bytes()),
             (Style::Pipe, Event::Binary(data)) => self.plain_line(binary_preview(data).as_bytes()),
             (Style::Terminal, Event::Text(text)) => {
                 let line = format!("{}{}", self.mark(), escape_controls(text));

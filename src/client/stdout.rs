@@ -1,10 +1,11 @@
 //! Stdout on a thread of its own, behind a bounded queue, so that a slow
 //! reader of `wsc`'s output never stalls the connection.
 //!
-//! The connection loop (and the prompt) append bytes to the [`Queue`]; one
-//! writer thread takes everything queued at once and writes it with a single
-//! `write_all`. While the reader is slow the loop keeps reading the socket,
-//! answering pings and sending stdin, and received messages pile up here.
+//! The connection loop (and the prompt) append chunks to the [`Queue`]: a
+//! batch of small messages, or one large message shared as it came off the
+//! socket. One writer thread takes everything queued at once and writes it.
+//! While the reader is slow the loop keeps reading the socket, answering
+//! pings and sending stdin, and received messages pile up here.
 //!
 //! **When stdout does not drain.** Up to [`LIMIT`] bytes wait in memory (a
 //! message larger than that is still taken whole). Beyond it,
@@ -21,16 +22,13 @@ use std::io::{self, Write};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
+use bytes::Bytes;
 use tokio::sync::Notify;
 
 /// The most output held for a slow reader before the connection stops
 /// reading from the server: about 250,000 lines of 64 bytes, or 16 s of a
 /// 1 MB/s feed.
 pub const LIMIT: usize = 16 << 20;
-
-/// A batch buffer that grew beyond this is freed after it is written rather
-/// than kept for the next batch, so one burst does not pin its memory.
-const KEEP_CAPACITY: usize = 1 << 20;
 
 /// The queue between the connection loop and the writer thread.
 pub struct Queue {
@@ -44,7 +42,10 @@ pub struct Queue {
 
 #[derive(Default)]
 struct State {
-    queued: Vec<u8>,
+    /// Shared chunks: a batch of small messages, or one large message as
+    /// it came off the socket.
+    queued: Vec<Bytes>,
+    queued_len: usize,
     /// Bytes the writer has taken and not yet finished writing.
     writing: usize,
     /// No more bytes will come: the writer exits once the queue is empty.
@@ -64,41 +65,33 @@ pub struct Writer {
 
 impl Queue {
     fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic while holding the lock leaves a byte buffer, which is
+        // A panic while holding the lock leaves a list of buffers, which is
         // still consistent.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Appends `bytes`. Never blocks: the bound is applied by
-    /// [`Queue::wait_for_space`]. Fails once a write to stdout has failed.
+    /// Appends a copy of `bytes` (the prompt's few bytes).
     pub fn push(&self, bytes: &[u8]) -> io::Result<()> {
-        self.add(|queued| queued.extend_from_slice(bytes))
+        self.push_bytes(Bytes::copy_from_slice(bytes))
     }
 
-    /// Moves all of `bytes` to the queue, leaving it empty. Into an empty
-    /// queue the buffers are swapped rather than copied, which matters for
-    /// one large message.
-    pub fn append(&self, bytes: &mut Vec<u8>) -> io::Result<()> {
-        self.add(|queued| {
-            if queued.is_empty() {
-                std::mem::swap(queued, bytes);
-            } else {
-                queued.append(bytes);
-            }
-        })
-    }
-
-    fn add(&self, put: impl FnOnce(&mut Vec<u8>)) -> io::Result<()> {
+    /// Appends `bytes` without copying them. Never blocks: the bound is
+    /// applied by [`Queue::wait_for_space`]. Fails once a write to stdout
+    /// has failed.
+    pub fn push_bytes(&self, bytes: Bytes) -> io::Result<()> {
         let mut state = self.lock();
         if let Some(kind) = state.failed {
             return Err(take_error(&mut state, kind));
         }
+        if bytes.is_empty() {
+            return Ok(());
+        }
         let was_empty = state.queued.is_empty();
-        put(&mut state.queued);
-        let now_empty = state.queued.is_empty();
+        state.queued_len += bytes.len();
+        state.queued.push(bytes);
         drop(state);
         // Only an empty queue can have a sleeping writer behind it.
-        if was_empty && !now_empty {
+        if was_empty {
             self.work.notify_one();
         }
         Ok(())
@@ -126,7 +119,7 @@ impl Queue {
                 if let Some(kind) = state.failed {
                     return Err(take_error(&mut state, kind));
                 }
-                if state.queued.len() + state.writing < self.limit {
+                if state.queued_len + state.writing < self.limit {
                     return Ok(());
                 }
             }
@@ -138,7 +131,7 @@ impl Queue {
     #[cfg(test)]
     fn pending(&self) -> usize {
         let state = self.lock();
-        state.queued.len() + state.writing
+        state.queued_len + state.writing
     }
 }
 
@@ -209,13 +202,12 @@ fn write_loop(queue: &Queue, mut out: impl Write) {
                 return;
             }
             std::mem::swap(&mut state.queued, &mut batch);
-            state.writing = batch.len();
+            state.writing = std::mem::take(&mut state.queued_len);
         }
-        let result = out.write_all(&batch).and_then(|()| out.flush());
-        batch.clear();
-        if batch.capacity() > KEEP_CAPACITY {
-            batch = Vec::new();
-        }
+        let result = batch
+            .drain(..)
+            .try_for_each(|chunk| out.write_all(&chunk))
+            .and_then(|()| out.flush());
         {
             let mut state = queue.lock();
             state.writing = 0;
@@ -223,6 +215,7 @@ fn write_loop(queue: &Queue, mut out: impl Write) {
                 state.failed = Some(e.kind());
                 state.error = Some(e);
                 state.queued = Vec::new();
+                state.queued_len = 0;
             }
         }
         queue.space.notify_waiters();
@@ -273,15 +266,13 @@ mod tests {
         let queue = writer.queue().clone();
         // Adding never blocks, even past the limit.
         queue.push(b"abc").unwrap();
-        queue.append(&mut b"defgh".to_vec()).unwrap();
-        let mut rest = b"ijklmnop".to_vec();
-        queue.append(&mut rest).unwrap();
-        assert!(rest.is_empty());
+        queue.push_bytes(Bytes::from_static(b"defgh")).unwrap();
+        queue.push_bytes(Bytes::from_static(b"ijklmnop")).unwrap();
         assert!(queue.pending() >= 10);
         let waiting = tokio::time::timeout(Duration::from_millis(50), queue.wait_for_space()).await;
         assert!(waiting.is_err(), "over the limit: the loop must wait");
-        // Let the writes through (one per push at most): space appears and
-        // nothing is lost.
+        // Let the writes through (one per chunk): space appears and nothing
+        // is lost.
         for _ in 0..4 {
             go.send(()).unwrap();
         }
