@@ -55,7 +55,7 @@ const CONNECT_CONCURRENCY: usize = 128;
         Examples:\n  \
         wsc bench ws://127.0.0.1:12345 -c 50 -d 10s --expect-prefix 'Server received: '\n  \
         wsc bench ws://127.0.0.1:12345 -c 50 -d 10s --size 16384 --binary --inflight 4\n  \
-        wsc bench ws://127.0.0.1:12345 -c 10 -d 30s --rate 5000 --json > result.json\n  \
+        wsc bench ws://127.0.0.1:12345 -c 10 -d 30s --rate 5000 --expect-prefix 'Server received: ' --json > result.json\n  \
         wsc bench --idle ws://127.0.0.1:12345 -c 10000 --hold 30s\n  \
         wsc bench --connects ws://127.0.0.1:12345 -c 8 -d 10s\n\n\
         Replies are verified: a text reply must be PREFIX + the message sent (an exact echo\n\

@@ -82,7 +82,9 @@ Logs: RUST_LOG=debug wsc ... (default: warnings only).";
     version,
     after_help = AFTER_HELP,
     args_conflicts_with_subcommands = true,
-    subcommand_negates_reqs = true
+    subcommand_negates_reqs = true,
+    // `wsc help` would be one more command for one flag's work.
+    disable_help_subcommand = true
 )]
 pub struct Args {
     #[command(subcommand)]
@@ -156,7 +158,7 @@ pub struct Args {
 /// `wsc`'s subcommands.
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Load generator for WebSocket echo servers (wsc bench --help).
+    /// Load generator for WebSocket echo servers, ws:// only (wsc bench --help).
     Bench(crate::bench::Args),
 }
 
