@@ -64,19 +64,9 @@ WSC=${WSC:-$PWD/target/release/wsc}
 PEER=$PWD/bench/peers/fastws-echo/target/release/fastws-echo
 "$WSC" bench --help >/dev/null 2>&1 || die "$WSC has no 'bench' subcommand"
 
-TMP=$(mktemp -d)
-SERVER_PID=""
-cleanup() {
-    if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
-        kill -TERM "$SERVER_PID" 2>/dev/null || true
-        for _ in $(seq 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-    fi
-    SERVER_PID=""
-}
-trap 'cleanup; rm -rf "$TMP"' EXIT
-trap 'exit 130' INT TERM
+# TMP, serve, stop_server; stops the server and removes TMP on exit.
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
 # wsd: its defaults, except a pure echo (like the peer), room for the idle
 # connections, quiet logs, and a short shutdown between runs.
@@ -91,22 +81,11 @@ reply_prefix = ""
 level = "warn"
 EOF
 
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
 start_server() { # name port
-    if port_open "$2"; then die "port $2 is already in use"; fi
     case $1 in
-        wsd) "${SERVER_PIN[@]}" "$WSD" --config "$TMP/wsd.toml" 2>"$TMP/$1.log" & ;;
-        fastws-echo) "${SERVER_PIN[@]}" "$PEER" "127.0.0.1:$2" 2>"$TMP/$1.log" & ;;
+        wsd) serve "$2" "$TMP/$1.log" "${SERVER_PIN[@]}" "$WSD" --config "$TMP/wsd.toml" ;;
+        fastws-echo) serve "$2" "$TMP/$1.log" "${SERVER_PIN[@]}" "$PEER" "127.0.0.1:$2" ;;
     esac
-    SERVER_PID=$!
-    for _ in $(seq 100); do
-        port_open "$2" && return 0
-        kill -0 "$SERVER_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    cat "$TMP/$1.log" >&2
-    die "$1 did not start listening on port $2"
 }
 
 # field NAME FILE: a number from `wsc bench --json` output (keys are unique
@@ -185,7 +164,7 @@ measure() { # name port
     bench big "$url" -c 50 -d "$DURATION" --warmup "$WARMUP" --size 16KiB --binary
     echo "mb_16k $(field mb_per_sec "$TMP/big.json")"
 
-    cleanup
+    stop_server
 }
 
 ROWS=(c1 c50 c500 mb_16k p99_c50 cpu_total cpu_user rss_per_conn connects_per_sec idle_connect_rate)

@@ -333,7 +333,7 @@ fn is_excerpt(line: &str) -> bool {
     rest.starts_with('|') || rest.starts_with('^') || line.starts_with("-->")
 }
 
-/// `"5s"`, `"250ms"`, `"1m 30s"` via humantime.
+/// `"5s"`, `"250ms"`, `"1m 30s"`: [`crate::units::parse_duration`].
 mod human_duration {
     use super::*;
 
@@ -349,23 +349,20 @@ mod human_duration {
                 f.write_str("a duration such as \"5s\" or \"250ms\"")
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Duration, E> {
-                humantime::parse_duration(v).map_err(|e| {
-                    E::custom(format!(
-                        "invalid duration {v:?} ({e}); expected e.g. \"5s\" or \"250ms\""
-                    ))
-                })
+                crate::units::parse_duration(v).map_err(E::custom)
             }
         }
         d.deserialize_str(Visitor)
     }
 }
 
-/// `"1MiB"`, `"64KiB"`, `"10MB"` or a bare number of bytes.
+/// `"1MiB"`, `"64KiB"`, `"10MB"` or a bare number of bytes:
+/// [`crate::units::parse_size`].
 mod human_size {
     use super::*;
 
     pub fn serialize<S: Serializer>(value: &usize, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format_size(*value))
+        s.serialize_str(&crate::units::format_size(*value))
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
@@ -383,64 +380,16 @@ mod human_size {
                 usize::try_from(v).map_err(|_| E::custom(format!("size {v} is too large")))
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<usize, E> {
-                parse_size(v).ok_or_else(|| {
-                    E::custom(format!(
-                        "invalid size {v:?}; expected e.g. \"1MiB\", \"512KiB\" or a number of bytes"
-                    ))
-                })
+                crate::units::parse_size(v).map_err(E::custom)
             }
         }
         d.deserialize_any(Visitor)
     }
 }
 
-const UNITS: [(&str, usize); 7] = [
-    ("gib", 1 << 30),
-    ("mib", 1 << 20),
-    ("kib", 1 << 10),
-    ("gb", 1_000_000_000),
-    ("mb", 1_000_000),
-    ("kb", 1_000),
-    ("b", 1),
-];
-
-/// Parses `"1MiB"`, `"64 KiB"`, `"10MB"`, `"512"`, `"512B"` (case-insensitive).
-pub fn parse_size(text: &str) -> Option<usize> {
-    let lower = text.trim().to_ascii_lowercase();
-    let (number, factor) = UNITS
-        .iter()
-        .find_map(|(unit, factor)| lower.strip_suffix(unit).map(|n| (n, *factor)))
-        .unwrap_or((&lower, 1));
-    number.trim().parse::<usize>().ok()?.checked_mul(factor)
-}
-
-/// The inverse of [`parse_size`] for the binary units, exact or in bytes.
-pub fn format_size(bytes: usize) -> String {
-    for (unit, factor) in [("GiB", 1usize << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
-        if bytes >= factor && bytes.is_multiple_of(factor) {
-            return format!("{}{unit}", bytes / factor);
-        }
-    }
-    format!("{bytes}B")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes_parse_in_human_units() {
-        assert_eq!(parse_size("1MiB"), Some(1 << 20));
-        assert_eq!(parse_size("64 kib"), Some(64 << 10));
-        assert_eq!(parse_size("10MB"), Some(10_000_000));
-        assert_eq!(parse_size("512"), Some(512));
-        assert_eq!(parse_size("512B"), Some(512));
-        assert_eq!(parse_size("lots"), None);
-        assert_eq!(parse_size("-1KiB"), None);
-        for n in [1, 1023, 1024, 1 << 20, 3 << 30, 1_500_000] {
-            assert_eq!(parse_size(&format_size(n)), Some(n));
-        }
-    }
 
     #[test]
     fn close_timeout_must_be_shorter_than_shutdown_timeout() {

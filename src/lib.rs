@@ -3,6 +3,8 @@
 //! # Layout
 //!
 //! - [`config`]: the server's TOML config: serde types, loading, validation.
+//! - [`units`]: the one parser for sizes (`"64KiB"`) and durations
+//!   (`"250ms"`), shared by the config and both command lines.
 //! - [`protocol`]: RFC 6455 rules with no I/O: close codes, the handshake's
 //!   rules, the strict incremental frame decoder, the frame encoders. Shared
 //!   by server and client.
@@ -18,7 +20,7 @@
 //! - [`exit`]: the process exit codes both binaries use.
 //!
 //! Dependencies run one way: binaries -> `server`, `client`, `bench` ->
-//! `config`, `tls` -> `protocol`. Nothing depends on a binary, and
+//! `config`, `tls` -> `protocol`, `units`. Nothing depends on a binary, and
 //! `protocol` depends on nothing of ours.
 
 pub mod bench;
@@ -28,3 +30,4 @@ pub mod exit;
 pub mod protocol;
 pub mod server;
 pub mod tls;
+pub mod units;

@@ -8,6 +8,7 @@
 mod common;
 
 use std::ffi::OsString;
+use std::process::Stdio;
 use std::time::Duration;
 
 use clap::Parser;
@@ -48,9 +49,16 @@ async fn report(wsd: &TestWsd, extra: &[&str]) -> Report {
     .await
 }
 
+/// Runs the real `wsc bench URL EXTRA...` and waits (bounded) for it.
+async fn wsc_bench(url: &str, extra: &[&str]) -> common::wsc::Run {
+    let mut args = vec!["bench", url];
+    args.extend_from_slice(extra);
+    let child = common::wsc::wsc(&args).spawn().expect("spawn wsc");
+    common::wsc::finish(child).await
+}
+
 async fn exit_code(url: &str, extra: &[&str]) -> i32 {
-    let argv = argv(url, extra);
-    off_thread(move || bench::main(argv)).await
+    wsc_bench(url, extra).await.code
 }
 
 fn echo_config() -> Config {
@@ -258,4 +266,59 @@ async fn usage_errors_exit_2_before_connecting() {
             "{url} {extra:?}"
         );
     }
+}
+
+#[actix_web::test]
+async fn wsc_help_lists_bench_and_bench_has_help_of_its_own() {
+    let out = tokio::time::timeout(
+        common::BOUND,
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_wsc"))
+            .arg("--help")
+            .stdin(Stdio::null())
+            .output(),
+    )
+    .await
+    .expect("wsc --help within the bound")
+    .expect("run wsc --help");
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{help}");
+    let commands = help
+        .split_once("Commands:")
+        .map(|(_, rest)| rest)
+        .unwrap_or_default();
+    assert!(
+        commands
+            .lines()
+            .any(|l| l.trim_start().starts_with("bench ")),
+        "{help}"
+    );
+    let r = wsc_bench("--help", &[]).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("Usage: wsc bench"), "{}", r.stdout);
+    assert!(r.stdout.contains("--inflight"), "{}", r.stdout);
+}
+
+#[actix_web::test]
+async fn wsc_bench_takes_sizes_and_durations_in_human_units() {
+    let wsd = TestWsd::start(echo_config());
+    let r = wsc_bench(
+        &wsd.ws_url(),
+        &[
+            "-c", "1", "-d", "300ms", "--warmup", "0s", "--size", "16kib", "--binary", "--json",
+        ],
+    )
+    .await;
+    assert_eq!(r.code, 0, "stderr: {}", r.stderr);
+    let json: serde_json::Value = serde_json::from_str(&r.stdout).expect("JSON summary");
+    assert_eq!(json["size"], 16 << 10, "{json}");
+    assert_eq!(json["errors"], 0, "{json}");
+    assert!(json["received"].as_u64() > Some(0), "{json}");
+    // The same spelling the config and `wsc --max-message-size` accept.
+    let r = wsc_bench(&wsd.ws_url(), &["--size", "16 parsecs"]).await;
+    assert_eq!(r.code, wsd::exit::USAGE);
+    assert!(
+        r.stderr.contains("invalid size \"16 parsecs\""),
+        "{}",
+        r.stderr
+    );
 }

@@ -8,10 +8,11 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::peer::{Peer, Script, close_frame};
+use common::raw::{RawClient, Read};
 use common::wsc::{assert_refused, finish, run, wsc};
-use common::{BOUND, TestWsd, test_config};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::Child;
+use common::{BOUND, TestWsd, test_config, wait_until};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdin, ChildStdout};
 use tokio_tungstenite::tungstenite::Message;
 
 #[actix_web::test]
@@ -107,20 +108,28 @@ async fn the_servers_ping_is_answered_while_stdin_is_idle() {
     assert_eq!((r.code, r.stdout.as_str(), r.stderr.as_str()), (0, "", ""));
 }
 
-#[actix_web::test]
-async fn our_server_heartbeat_does_not_drop_an_idle_client() {
-    // The server pings every 250 ms and drops a client it has not heard from
-    // for 1 s. wsc sends nothing for 2.5 s: only its pongs keep it alive.
-    let mut config = test_config();
-    config.session.client_timeout = Duration::from_millis(1000);
-    let wsd = TestWsd::start(config);
-    let mut child = wsc(&[&wsd.ws_url()]).spawn().unwrap();
-    wsd.wait_sessions(1).await;
-    // Not a wait for an event: the point is that time passes.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert_eq!(wsd.sessions().await, 1, "the idle client was dropped");
-    let mut stdin = child.stdin.take().unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+/// Returns once the server's heartbeat has dropped a peer that never
+/// answers its pings, connected now: an event that proves a whole
+/// `client_timeout` has passed since the call, which is long enough for the
+/// server to drop anyone else who stayed silent meanwhile.
+async fn outlast_a_heartbeat_timeout(wsd: &TestWsd) {
+    let mut silent = RawClient::connect(wsd.addr()).await;
+    loop {
+        match silent.read().await {
+            Read::Frame(f) if f.opcode == wsd::protocol::opcode::PING => continue,
+            // The server's close (or its TCP close): the peer was dropped.
+            Read::Frame(_) | Read::Eof => return,
+        }
+    }
+}
+
+/// wsc (against wsd's default prefix) answers one more line, then, at EOF,
+/// closes normally and exits 0 with nothing on stderr.
+async fn still_echoes_then_exits_0(
+    child: Child,
+    mut stdin: ChildStdin,
+    stdout: &mut Lines<BufReader<ChildStdout>>,
+) {
     stdin.write_all(b"still here\n").await.unwrap();
     let line = tokio::time::timeout(BOUND, stdout.next_line())
         .await
@@ -130,6 +139,72 @@ async fn our_server_heartbeat_does_not_drop_an_idle_client() {
     drop(stdin);
     let r = finish(child).await;
     assert_eq!((r.code, r.stderr.as_str()), (0, ""));
+}
+
+/// The server pings every 250 ms and drops a client it has not heard from
+/// for 1 s.
+fn short_heartbeat() -> wsd::config::Config {
+    let mut config = test_config();
+    config.session.client_timeout = Duration::from_millis(1000);
+    config
+}
+
+#[actix_web::test]
+async fn our_server_heartbeat_does_not_drop_an_idle_client() {
+    let wsd = TestWsd::start(short_heartbeat());
+    let mut child = wsc(&[&wsd.ws_url()]).spawn().unwrap();
+    wsd.wait_sessions(1).await;
+    // wsc sends nothing through two heartbeat timeouts (one could end just
+    // before wsc's own check): only its pongs keep it alive.
+    outlast_a_heartbeat_timeout(&wsd).await;
+    outlast_a_heartbeat_timeout(&wsd).await;
+    wsd.wait_sessions(1).await;
+    let stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    still_echoes_then_exits_0(child, stdin, &mut stdout).await;
+}
+
+#[actix_web::test]
+async fn a_stdout_nobody_reads_does_not_stop_pongs_and_loses_nothing() {
+    let wsd = TestWsd::start(short_heartbeat());
+    let mut child = wsc(&[&wsd.ws_url()]).spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // Not read until the end: once its pipe is full, every write wsc makes
+    // to stdout would block.
+    let stdout = child.stdout.take().unwrap();
+    // 20,000 replies of 80 bytes: 1.6 MB, 25 times a 64 KiB pipe.
+    const LINES: usize = 20_000;
+    let line = |i: usize| format!("line {i:05} {}", "x".repeat(52));
+    let input: String = (0..LINES).map(|i| line(i) + "\n").collect();
+    tokio::time::timeout(BOUND, stdin.write_all(input.as_bytes()))
+        .await
+        .expect("wsc stopped reading stdin: its stdout holds up the connection")
+        .unwrap();
+    let sent = wait_until(BOUND, || async {
+        wsd.metric("wsd_messages_sent_total").await >= Some(LINES as f64)
+    })
+    .await;
+    assert!(sent, "the server did not send every reply");
+    // Two heartbeat timeouts with stdout still unread: wsc must go on
+    // answering pings.
+    outlast_a_heartbeat_timeout(&wsd).await;
+    outlast_a_heartbeat_timeout(&wsd).await;
+    wsd.wait_sessions(1).await;
+    // Now read: every reply arrives, in order, and wsc still echoes.
+    let mut stdout = BufReader::new(stdout).lines();
+    let all = tokio::time::timeout(BOUND, async {
+        let mut lines = Vec::with_capacity(LINES);
+        for _ in 0..LINES {
+            lines.push(stdout.next_line().await.unwrap().unwrap_or_default());
+        }
+        lines
+    })
+    .await
+    .expect("the held replies within the bound");
+    for (i, got) in all.iter().enumerate() {
+        assert_eq!(*got, format!("Server received: {}", line(i)));
+    }
+    still_echoes_then_exits_0(child, stdin, &mut stdout).await;
 }
 
 #[actix_web::test]

@@ -18,7 +18,9 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::{TcpSocket, TcpStream};
 
-use crate::protocol::{Decoder, Event, Role, Violation, close_payload, code, encode_frame, opcode};
+use crate::protocol::{
+    CloseFrame, Decoder, Event, Role, Violation, close_payload, code, encode_frame, opcode,
+};
 
 use super::BenchError;
 
@@ -36,10 +38,22 @@ pub(crate) enum ConnError {
     Handshake(String),
     #[error("the server closed the TCP connection")]
     Eof,
-    #[error("the server sent close {0}")]
+    /// The server's close frame, in [`crate::client::close_text`]'s words.
+    #[error("the server sent {0}")]
     ServerClose(String),
     #[error("bad frame from the server: {0}")]
     Violation(#[from] Violation),
+}
+
+impl ConnError {
+    /// The server closed the connection with `frame`.
+    pub(crate) fn server_close(frame: &Option<CloseFrame>) -> ConnError {
+        let (code, reason) = match frame {
+            Some(f) => (Some(f.code), f.reason.as_str()),
+            None => (None, ""),
+        };
+        ConnError::ServerClose(crate::client::close_text(code, reason))
+    }
 }
 
 /// Where to connect, parsed once from a `ws://` URL and resolved once.
@@ -342,23 +356,6 @@ fn check_response(head: &[u8], key: &[u8]) -> Result<(), ConnError> {
             "wrong Sec-WebSocket-Accept {value:?}"
         ))),
         None => Err(ConnError::Handshake("no Sec-WebSocket-Accept".into())),
-    }
-}
-
-/// What a close frame from the server says, for error messages.
-pub(crate) fn describe_close(frame: &Option<crate::protocol::CloseFrame>) -> String {
-    match frame {
-        Some(f) => format!(
-            "{} ({}){}",
-            f.code,
-            crate::protocol::close_code_name(f.code),
-            if f.reason.is_empty() {
-                String::new()
-            } else {
-                format!(": {}", f.reason)
-            }
-        ),
-        None => "without a code".into(),
     }
 }
 

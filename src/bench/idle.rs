@@ -10,7 +10,7 @@ use tokio::sync::{Notify, Semaphore, watch};
 
 use crate::protocol::Event;
 
-use super::conn::{Conn, ConnError, Target, describe_close};
+use super::conn::{Conn, ConnError, Target};
 use super::report::{IdleReport, Tally, progress};
 use super::{CONNECT_CONCURRENCY, Plan, source_addresses, stopped};
 
@@ -138,7 +138,7 @@ async fn hold(conn: &mut Conn, release: &mut watch::Receiver<bool>) -> Result<()
     loop {
         while let Some(event) = conn.next_event()? {
             if let Event::Close(frame) = event {
-                return Err(ConnError::ServerClose(describe_close(&frame)));
+                return Err(ConnError::server_close(&frame));
             }
         }
         tokio::select! {

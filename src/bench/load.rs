@@ -17,7 +17,7 @@ use tokio::sync::watch;
 
 use crate::protocol::{Event, opcode};
 
-use super::conn::{Conn, ConnError, Target, describe_close};
+use super::conn::{Conn, ConnError, Target};
 use super::report::{Latency, LoadReport, Tally, histogram, progress};
 use super::{CONNECT_CONCURRENCY, Plan, source_addresses, stopped};
 
@@ -242,7 +242,7 @@ async fn drive(mut conn: Conn, index: usize, flow: &Flow<'_>, mut stop: watch::R
                 Event::Binary(b) => (b, false),
                 Event::Ping(_) | Event::Pong(_) => continue,
                 Event::Close(frame) => {
-                    break 'run Err(ConnError::ServerClose(describe_close(&frame)));
+                    break 'run Err(ConnError::server_close(&frame));
                 }
             };
             let Some((sent_at, counted)) = window.pop_front() else {

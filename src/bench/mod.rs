@@ -22,7 +22,6 @@ mod idle;
 mod load;
 mod report;
 
-use std::ffi::OsString;
 use std::io::{IsTerminal, Write};
 use std::net::IpAddr;
 use std::time::Duration;
@@ -30,7 +29,7 @@ use std::time::Duration;
 use clap::Parser;
 use tokio::sync::watch;
 
-use crate::exit;
+use crate::{exit, units};
 
 pub use report::{ConnectsReport, IdleReport, Latency, LoadReport, Report};
 
@@ -43,10 +42,11 @@ const MAX_SIZE: usize = 64 << 20;
 const CONNECT_CONCURRENCY: usize = 128;
 
 /// Flags of `wsc bench`. The doc comment of each field is its help text.
+/// A subcommand of `wsc` ([`crate::client::cli`]); also a parser of its own
+/// (`Args::try_parse_from(["bench", URL, ...])`) for tests.
 #[derive(Parser, Debug, Clone)]
 #[command(
-    name = "wsc bench",
-    bin_name = "wsc bench",
+    name = "bench",
     about = "Load generator for WebSocket echo servers (ws:// only; wss:// is not supported).",
     after_help = "Modes:\n  \
         (default)    each connection sends a message, waits for and verifies the reply\n  \
@@ -55,7 +55,7 @@ const CONNECT_CONCURRENCY: usize = 128;
         Examples:\n  \
         wsc bench ws://127.0.0.1:12345 -c 50 -d 10s --expect-prefix 'Server received: '\n  \
         wsc bench ws://127.0.0.1:12345 -c 50 -d 10s --size 16384 --binary --inflight 4\n  \
-        wsc bench ws://127.0.0.1:12345 -c 10 -d 30s --rate 5000 --json > result.json\n  \
+        wsc bench ws://127.0.0.1:12345 -c 10 -d 30s --rate 5000 --expect-prefix 'Server received: ' --json > result.json\n  \
         wsc bench --idle ws://127.0.0.1:12345 -c 10000 --hold 30s\n  \
         wsc bench --connects ws://127.0.0.1:12345 -c 8 -d 10s\n\n\
         Replies are verified: a text reply must be PREFIX + the message sent (an exact echo\n\
@@ -72,13 +72,13 @@ pub struct Args {
     #[arg(short = 'c', long, value_name = "N", default_value_t = 1)]
     pub connections: usize,
     /// How long to measure, after the warm-up (load and --connects), e.g. 10s, 500ms.
-    #[arg(short = 'd', long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(short = 'd', long, value_name = "DURATION", default_value = "10s", value_parser = units::parse_duration)]
     pub duration: Duration,
     /// Traffic before the measurement starts, verified but not counted.
-    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = units::parse_duration)]
     pub warmup: Duration,
-    /// Message size in bytes (e.g. 64, 16384, 16KiB).
-    #[arg(long, value_name = "BYTES", default_value = "64", value_parser = parse_size)]
+    /// Message size in bytes, optionally with a unit (e.g. 64, 16384, 16KiB, 16kib, 1MB).
+    #[arg(long, value_name = "BYTES", default_value = "64", value_parser = units::parse_size)]
     pub size: usize,
     /// Send binary messages instead of text.
     #[arg(long)]
@@ -103,7 +103,7 @@ pub struct Args {
     #[arg(long, conflicts_with = "connects")]
     pub idle: bool,
     /// How long --idle holds the connections once all are open.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = units::parse_duration)]
     pub hold: Duration,
     /// Connect-rate mode: connect, handshake, close handshake, repeat.
     #[arg(long)]
@@ -114,7 +114,7 @@ pub struct Args {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=250))]
     pub sources: Option<u8>,
     /// Bound on each connect + handshake, and on each closing handshake.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = units::parse_duration)]
     pub timeout: Duration,
 }
 
@@ -212,43 +212,9 @@ impl Args {
     }
 }
 
-/// Parses a size: a number of bytes, or with a unit (`16KiB`, `1MiB`, `2kB`).
-fn parse_size(text: &str) -> Result<usize, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
-    let n: usize = digits
-        .parse()
-        .map_err(|_| format!("expected a size like 64 or 16KiB, got {text:?}"))?;
-    let factor: usize = match unit.trim() {
-        "" | "B" => 1,
-        "KiB" => 1 << 10,
-        "MiB" => 1 << 20,
-        "kB" | "KB" => 1000,
-        "MB" => 1_000_000,
-        other => return Err(format!("unknown size unit {other:?} (use B, KiB, MiB)")),
-    };
-    n.checked_mul(factor)
-        .ok_or_else(|| format!("size {text:?} is too large"))
-}
-
-/// The entry point of `wsc bench`: `args` as a program's arguments, the first
-/// one being its name (`wsc` passes `std::env::args_os().skip(1)`, which starts
-/// with `bench`). Prints the summary and returns the exit code.
-pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
-    let args = match Args::try_parse_from(args) {
-        Ok(args) => args,
-        Err(e) => {
-            let _ = e.print();
-            return if e.use_stderr() {
-                exit::USAGE
-            } else {
-                exit::OK
-            };
-        }
-    };
+/// The entry point of `wsc bench`, with its flags parsed by `wsc`. Prints
+/// the summary and returns the exit code.
+pub fn main(args: Args) -> i32 {
     let json = args.json;
     match run(args) {
         Ok(report) => {
@@ -360,16 +326,6 @@ fn ephemeral_ports() -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes_take_bytes_and_binary_units() {
-        assert_eq!(parse_size("64"), Ok(64));
-        assert_eq!(parse_size("16KiB"), Ok(16384));
-        assert_eq!(parse_size("1MiB"), Ok(1 << 20));
-        assert_eq!(parse_size("2kB"), Ok(2000));
-        assert!(parse_size("lots").is_err());
-        assert!(parse_size("3 parsecs").is_err());
-    }
 
     #[test]
     fn connections_beyond_one_address_s_ports_get_more_addresses() {

@@ -6,22 +6,23 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
-use wsd::client::{self, cli::Args};
+use wsd::client::{
+    self,
+    cli::{Args, Mode},
+};
 use wsd::exit;
 
 fn main() -> ExitCode {
-    // `wsc bench ...`: the load generator, with flags of its own.
-    if std::env::args_os().nth(1).is_some_and(|a| a == "bench") {
-        return ExitCode::from(wsd::bench::main(std::env::args_os().skip(1)) as u8);
-    }
     let args = Args::parse();
     env_logger::Builder::new()
         .parse_filters("warn")
         .parse_default_env()
         .init();
     let insecure = args.skips_verification();
-    let (opts, settings) = match args.into_parts() {
-        Ok(parts) => parts,
+    let (opts, settings) = match args.into_mode() {
+        Ok(Mode::Connect(opts, settings)) => (opts, settings),
+        // The load generator, with flags of its own (`wsc bench --help`).
+        Ok(Mode::Bench(bench)) => return ExitCode::from(wsd::bench::main(bench) as u8),
         Err(e) => {
             let _ = writeln!(std::io::stderr(), "wsc: {e}");
             return ExitCode::from(exit::USAGE as u8);

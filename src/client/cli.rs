@@ -1,6 +1,11 @@
 //! `wsc`'s flags: parsed raw by clap, checked by the value parsers in
 //! [`super`], and split into validated [`Options`] and [`Settings`] in one
-//! place ([`Args::into_parts`]). The doc comment of each field is its help.
+//! place ([`Args::into_mode`]). The doc comment of each field is its help.
+//!
+//! `wsc URL` connects; `wsc bench URL` is the load generator, a subcommand
+//! with flags of its own ([`crate::bench::Args`]). The two forms exclude each
+//! other: the URL is required only when no subcommand is given, and after a
+//! subcommand every argument is the subcommand's.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -8,10 +13,12 @@ use std::time::Duration;
 
 use awc::http::Uri;
 use awc::http::header::{HeaderName, HeaderValue};
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
 use super::console::Settings;
-use super::{Options, parse_header, parse_origin, parse_secs, parse_size, parse_subprotocol};
+use super::{
+    Options, parse_header, parse_interval, parse_origin, parse_secs, parse_size, parse_subprotocol,
+};
 use crate::tls::{ClientTls, TlsError};
 
 const AFTER_HELP: &str = "\
@@ -70,15 +77,28 @@ Logs: RUST_LOG=debug wsc ... (default: warnings only).";
 /// A WebSocket client for people and pipelines: sends each stdin line as a
 /// message and writes each message received to stdout.
 #[derive(Parser, Debug)]
-#[command(name = "wsc", version, after_help = AFTER_HELP)]
+#[command(
+    name = "wsc",
+    version,
+    after_help = AFTER_HELP,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
+    // `wsc help` would be one more command for one flag's work.
+    disable_help_subcommand = true
+)]
 pub struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Server URL: ws://HOST[:PORT][/PATH] or wss://HOST[:PORT][/PATH].
-    #[arg(value_parser = parse_url_arg)]
-    url: (String, Uri),
+    // An Option only because `wsc bench ...` has none; clap requires it
+    // whenever no subcommand is given.
+    #[arg(value_parser = parse_url_arg, required = true)]
+    url: Option<(String, Uri)>,
     /// Send MSG instead of reading stdin (repeatable), then close.
     #[arg(short = 'x', long = "execute", value_name = "MSG")]
     execute: Vec<String>,
-    /// After the last message (stdin EOF or the last -x), wait SECS before closing.
+    /// After the last message (stdin EOF or the last -x), wait this long
+    /// before closing. Durations here are seconds (0.5) or with a unit (500ms).
     #[arg(short, long, value_name = "SECS", value_parser = parse_secs, default_value = "0")]
     wait: Duration,
     /// Treat input lines starting with / as commands: /ping, /pong, /close.
@@ -97,7 +117,7 @@ pub struct Args {
     #[arg(short = 'P', long)]
     show_ping_pong: bool,
     /// Ping the server every SECS seconds (we always answer its pings).
-    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    #[arg(long, value_name = "SECS", value_parser = parse_interval)]
     ping_interval: Option<Duration>,
     /// Add a request header, "Name: value" (repeatable).
     #[arg(short = 'H', long = "header", value_name = "NAME: VALUE", value_parser = parse_header)]
@@ -117,7 +137,8 @@ pub struct Args {
     /// After sending close, wait at most SECS for the server's close.
     #[arg(long, value_name = "SECS", value_parser = parse_secs, default_value = "3")]
     close_timeout: Duration,
-    /// Largest message accepted (fragments reassembled), e.g. 64MiB, 1MB, 65536.
+    /// Largest message accepted (fragments reassembled), e.g. 64MiB, 1MB,
+    /// 512kib, 65536 (KB/MB/GB are powers of 1000, KiB/MiB/GiB of 1024).
     #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "64MiB")]
     max_message_size: usize,
     /// wss://: also trust the CA certificate(s) in FILE (PEM), e.g. certs/ca.pem from `wsd gen-cert`.
@@ -134,6 +155,33 @@ pub struct Args {
     key: Option<PathBuf>,
 }
 
+/// `wsc`'s subcommands.
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Load generator for WebSocket echo servers, ws:// only (wsc bench --help).
+    Bench(crate::bench::Args),
+}
+
+/// What `wsc` was asked to do, validated.
+#[derive(Debug)]
+pub enum Mode {
+    /// `wsc URL`: connect with these options and run the console.
+    Connect(Options, Settings),
+    /// `wsc bench ...`.
+    Bench(crate::bench::Args),
+}
+
+/// Flags that parse but cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// clap requires the URL without a subcommand; this is the fallback
+    /// should that ever not hold.
+    #[error("no URL given (see wsc --help)")]
+    NoUrl,
+}
+
 fn parse_url_arg(text: &str) -> Result<(String, Uri), String> {
     super::parse_url(text).map(|uri| (text.to_owned(), uri))
 }
@@ -142,13 +190,22 @@ impl Args {
     /// True when the connection will be encrypted but the server not
     /// verified (`-n` with a wss:// URL), so the caller can warn.
     pub fn skips_verification(&self) -> bool {
-        self.no_check && self.url.1.scheme_str() == Some("wss")
+        self.no_check
+            && self
+                .url
+                .as_ref()
+                .is_some_and(|(_, url)| url.scheme_str() == Some("wss"))
     }
 
-    /// The connection's options and the console's settings. For wss:// this
-    /// loads the TLS files, so an unusable one is reported before connecting.
-    pub fn into_parts(self) -> Result<(Options, Settings), TlsError> {
-        let tls = if self.url.1.scheme_str() == Some("wss") {
+    /// The subcommand, or the connection's options and the console's
+    /// settings. For wss:// this loads the TLS files, so an unusable one is
+    /// reported before connecting.
+    pub fn into_mode(self) -> Result<Mode, CliError> {
+        if let Some(Command::Bench(bench)) = self.command {
+            return Ok(Mode::Bench(bench));
+        }
+        let (url_text, url) = self.url.ok_or(CliError::NoUrl)?;
+        let tls = if url.scheme_str() == Some("wss") {
             let tls = ClientTls {
                 ca: self.ca,
                 no_check: self.no_check,
@@ -162,7 +219,6 @@ impl Args {
             Some((user, pass)) => (user.to_owned(), Some(pass.to_owned())),
             None => (a, None),
         });
-        let (url_text, url) = self.url;
         let opts = Options {
             url_text,
             url,
@@ -185,7 +241,7 @@ impl Args {
             ping_interval: self.ping_interval,
             close_timeout: self.close_timeout,
         };
-        Ok((opts, settings))
+        Ok(Mode::Connect(opts, settings))
     }
 }
 
@@ -216,13 +272,65 @@ mod tests {
             "ws://127.0.0.1:1/x",
         ])
         .unwrap();
-        let (opts, settings) = args.into_parts().unwrap();
+        let Ok(Mode::Connect(opts, settings)) = args.into_mode() else {
+            panic!("expected a connection");
+        };
         assert!(opts.tls.is_none(), "ws:// needs no TLS config");
         assert_eq!(opts.url_text, "ws://127.0.0.1:1/x");
         assert_eq!(opts.subprotocols, ["p1", "p2"]);
         assert_eq!(opts.auth, Some(("u".into(), Some("p:w".into()))));
         assert_eq!(opts.max_message_size, 64 << 20);
         assert_eq!(settings.execute, ["hi"]);
+    }
+
+    #[test]
+    fn durations_and_sizes_take_units() {
+        let args = Args::try_parse_from([
+            "wsc",
+            "-w",
+            "250ms",
+            "--close-timeout",
+            "1.5",
+            "--ping-interval",
+            "1m 30s",
+            "--max-message-size",
+            "16kib",
+            "ws://x",
+        ])
+        .unwrap();
+        let Ok(Mode::Connect(opts, settings)) = args.into_mode() else {
+            panic!("expected a connection");
+        };
+        assert_eq!(settings.wait, Duration::from_millis(250));
+        assert_eq!(settings.close_timeout, Duration::from_millis(1500));
+        assert_eq!(settings.ping_interval, Some(Duration::from_secs(90)));
+        assert_eq!(opts.max_message_size, 16 << 10);
+    }
+
+    #[test]
+    fn bench_is_a_subcommand_with_its_own_flags() {
+        let args = Args::try_parse_from([
+            "wsc",
+            "bench",
+            "ws://127.0.0.1:1",
+            "-c",
+            "3",
+            "--size",
+            "16kib",
+            "-d",
+            "2s",
+        ])
+        .unwrap();
+        let Ok(Mode::Bench(bench)) = args.into_mode() else {
+            panic!("expected bench");
+        };
+        assert_eq!(
+            (bench.url.as_str(), bench.connections, bench.size),
+            ("ws://127.0.0.1:1", 3, 16 << 10)
+        );
+        assert_eq!(bench.duration, Duration::from_secs(2));
+        let help = Args::command().render_help().to_string();
+        assert!(help.contains("bench"), "{help}");
     }
 
     #[test]
@@ -235,6 +343,13 @@ mod tests {
             &["wsc", "--cert", "c.pem", "wss://x"],
             &["wsc", "--key", "k.pem", "wss://x"],
             &["wsc", "-n", "--ca", "ca.pem", "wss://x"],
+            &["wsc", "--ping-interval", "0", "ws://x"],
+            &["wsc", "--max-message-size", "16 parsecs", "ws://x"],
+            &["wsc"],
+            // A subcommand excludes the URL form and its flags.
+            &["wsc", "ws://x", "bench"],
+            &["wsc", "-x", "hi", "bench", "ws://x"],
+            &["wsc", "bench", "ws://x", "--size", "lots"],
         ] {
             assert!(Args::try_parse_from(bad).is_err(), "{bad:?}");
         }

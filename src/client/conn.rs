@@ -16,7 +16,7 @@ use awc::ws::{CloseCode, CloseReason, Frame, Message};
 use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
 use futures_util::stream::SplitSink;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, sleep_until};
 
@@ -37,8 +37,9 @@ pub enum Command {
 /// What happened on the connection, for the caller to show.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Event<'a> {
-    Text(&'a str),
-    Binary(&'a [u8]),
+    /// Shared, so an output may keep a large message without copying it.
+    Text(&'a ByteString),
+    Binary(&'a Bytes),
     /// Only reported when [`LoopOptions::report_ping_pong`] is set.
     Ping(&'a [u8]),
     /// `rtt` is set when the pong answers one of our `--ping-interval` pings.
@@ -56,8 +57,19 @@ pub enum Event<'a> {
 
 /// Where events go. An error stops the loop; `BrokenPipe` means the reader
 /// went away (`wsc URL | head -1`) and ends the connection quietly.
+///
+/// The loop must never block on its output (pongs would stop), so an output
+/// buffers: [`Output::event`] only formats, [`Output::flush`] hands a batch
+/// on, and [`Output::ready`] is how a full output holds the loop back.
 pub trait Output {
+    /// Shows one event (into a buffer; must not block).
     fn event(&mut self, event: Event<'_>) -> io::Result<()>;
+    /// Hands on what was buffered. Called before the loop waits for the
+    /// network, so a burst of frames read at once costs one hand-over.
+    fn flush(&mut self) -> io::Result<()>;
+    /// Resolves when the output can take more. Until then the loop reads no
+    /// frames, but still handles interrupts and its close deadline.
+    fn ready(&self) -> impl Future<Output = io::Result<()>>;
 }
 
 /// The loop's settings.
@@ -116,6 +128,13 @@ impl Ending {
     }
 }
 
+/// The most frames handled between two looks at interrupts and timers (and
+/// two flushes of the output) while frames keep arriving.
+const READ_BATCH: usize = 256;
+
+/// The most messages put into one socket write while more are queued.
+const WRITE_BATCH: usize = 256;
+
 /// Marks our own pings so a pong can be matched to the time it was sent:
 /// the payload is this tag and the send time in nanoseconds since start.
 const PING_TAG: &[u8; 3] = b"wsc";
@@ -124,13 +143,28 @@ type Sink = SplitSink<actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec>, Mes
 
 /// Runs the connection until it ends. `input` closing means "no more to
 /// send": the loop then sends close 1000. Each value on `interrupts` starts
-/// the closing handshake; a second one stops at once.
-pub async fn run(
+/// the closing handshake; a second one stops at once. Every event is handed
+/// on (`out.flush()`) before this returns.
+pub async fn run<O: Output>(
     conn: Connection,
     opts: &LoopOptions,
-    input: mpsc::Receiver<Command>,
+    input: mpsc::Receiver<Vec<Command>>,
+    interrupts: mpsc::UnboundedReceiver<()>,
+    out: &mut O,
+) -> Ending {
+    let ending = drive(conn, opts, input, interrupts, out).await;
+    match out.flush() {
+        Ok(()) => ending,
+        Err(e) => ending.with_output_error(e),
+    }
+}
+
+async fn drive<O: Output>(
+    conn: Connection,
+    opts: &LoopOptions,
+    input: mpsc::Receiver<Vec<Command>>,
     mut interrupts: mpsc::UnboundedReceiver<()>,
-    out: &mut dyn Output,
+    out: &mut O,
 ) -> Ending {
     let started = Instant::now();
     let (sink, mut stream) = conn.framed.split();
@@ -149,118 +183,159 @@ pub async fn run(
     let mut deadline = Instant::now();
     let mut interrupted = false;
     let mut close_channel_open = true;
+    let mut batched = 0;
 
     let ending = loop {
-        tokio::select! {
-            frame = stream.next() => {
-                let frame = match frame {
-                    None => break Ending::Dropped,
-                    Some(Ok(frame)) => frame,
-                    Some(Err(e)) => {
-                        let (code, cause) = match e {
-                            WsProtocolError::Overflow => (code::TOO_BIG, format!(
-                                "the server sent a message over {} bytes (--max-message-size)",
-                                opts.max_message_size
-                            )),
-                            WsProtocolError::Io(io) => {
-                                break Ending::Failed { code: code::ABNORMAL, cause: super::io_cause(&io) };
-                            }
-                            other => (code::PROTOCOL_ERROR, format!("protocol error from the server: {other}")),
-                        };
-                        finish(&control, &mut writer, opts.close_timeout, ours.is_none().then(|| close(code, ""))).await;
-                        return Ending::Failed { code, cause };
-                    }
-                };
-                let message = match frame {
-                    Frame::Text(bytes) => Some(Assembled::Text(bytes)),
-                    Frame::Binary(bytes) => Some(Assembled::Binary(bytes)),
-                    Frame::Continuation(item) => match assembler.push(item) {
-                        Ok(done) => done,
-                        Err(v) => {
-                            finish(&control, &mut writer, opts.close_timeout, ours.is_none().then(|| close(v.code, v.reason))).await;
-                            return Ending::Failed { code: v.code, cause: v.reason.to_owned() };
-                        }
+        // Frames that are already readable are handled without a trip
+        // through select!, and shown with one flush once none is left.
+        let ready = if batched < READ_BATCH {
+            stream.next().now_or_never()
+        } else {
+            None
+        };
+        let frame = match ready {
+            Some(frame) => {
+                batched += 1;
+                frame
+            }
+            None => {
+                batched = 0;
+                if let Err(e) = out.flush() {
+                    break output_error(e);
+                }
+                tokio::select! {
+                    frame = async {
+                        out.ready().await?;
+                        Ok::<_, io::Error>(stream.next().await)
+                    } => match frame {
+                        Ok(frame) => frame,
+                        Err(e) => break output_error(e),
                     },
-                    Frame::Ping(data) => {
-                        if ours.is_none() {
-                            let _ = control.send(Message::Pong(data.clone()));
-                        }
-                        if opts.report_ping_pong
-                            && let Err(e) = out.event(Event::Ping(&data))
-                        {
-                            break output_error(e);
-                        }
-                        None
-                    }
-                    Frame::Pong(data) => {
-                        if opts.report_ping_pong {
-                            let rtt = rtt(&data, started);
-                            if let Err(e) = out.event(Event::Pong { data: &data, rtt }) {
-                                break output_error(e);
-                            }
-                        }
-                        None
-                    }
-                    Frame::Close(reason) => {
-                        if close_channel_open
-                            && let Ok(code) = close_sent.try_recv()
-                        {
+                    sent = &mut close_sent, if close_channel_open => {
+                        close_channel_open = false;
+                        // Err: the writer stopped without sending a close (the socket
+                        // failed); the read side will report how.
+                        if let Ok(code) = sent {
                             ours = Some(code);
+                            deadline = Instant::now() + opts.close_timeout;
                         }
-                        let code = reason.as_ref().map(|r| u16::from(r.code));
-                        let reason = reason.and_then(|r| r.description).unwrap_or_default();
-                        let server_first = ours.is_none();
-                        let shown = out.event(Event::Close { code, reason: &reason, server_first });
-                        if server_first {
-                            // Echo the server's code (RFC 6455 section 5.5.1).
-                            let echo = Message::Close(code.map(|c| CloseReason { code: CloseCode::from(c), description: None }));
-                            finish(&control, &mut writer, opts.close_timeout, Some(echo)).await;
-                        }
-                        if let Err(e) = shown {
-                            break output_error(e);
-                        }
-                        break Ending::Closed { ours, code, reason };
+                        continue;
                     }
+                    () = sleep_until(deadline), if ours.is_some() => {
+                        break Ending::CloseTimeout(opts.close_timeout);
+                    }
+                    Some(()) = interrupts.recv() => {
+                        if interrupted || ours.is_some() {
+                            return Ending::Interrupted;
+                        }
+                        interrupted = true;
+                        let _ = control.send(close(code::NORMAL, ""));
+                        continue;
+                    }
+                }
+            }
+        };
+        let frame = match frame {
+            None => break Ending::Dropped,
+            Some(Ok(frame)) => frame,
+            Some(Err(e)) => {
+                let (code, cause) = match e {
+                    WsProtocolError::Overflow => (
+                        code::TOO_BIG,
+                        format!(
+                            "the server sent a message over {} bytes (--max-message-size)",
+                            opts.max_message_size
+                        ),
+                    ),
+                    WsProtocolError::Io(io) => {
+                        break Ending::Failed {
+                            code: code::ABNORMAL,
+                            cause: super::io_cause(&io),
+                        };
+                    }
+                    other => (
+                        code::PROTOCOL_ERROR,
+                        format!("protocol error from the server: {other}"),
+                    ),
                 };
-                match message {
-                    None => {}
-                    Some(Assembled::Text(bytes)) => match std::str::from_utf8(&bytes) {
-                        Ok(text) => {
-                            if let Err(e) = out.event(Event::Text(text)) {
-                                break output_error(e);
-                            }
-                        }
-                        Err(_) => {
-                            let code = code::INVALID_PAYLOAD;
-                            finish(&control, &mut writer, opts.close_timeout, ours.is_none().then(|| close(code, ""))).await;
-                            return Ending::Failed { code, cause: "the server sent text that is not UTF-8".into() };
-                        }
-                    },
-                    Some(Assembled::Binary(bytes)) => {
-                        if let Err(e) = out.event(Event::Binary(&bytes)) {
-                            break output_error(e);
-                        }
+                return fail(&control, &mut writer, opts, ours, (code, ""), cause).await;
+            }
+        };
+        let message = match frame {
+            Frame::Text(bytes) => Some(Assembled::Text(bytes)),
+            Frame::Binary(bytes) => Some(Assembled::Binary(bytes)),
+            Frame::Continuation(item) => match assembler.push(item) {
+                Ok(done) => done,
+                Err(v) => {
+                    let cause = v.reason.to_owned();
+                    return fail(&control, &mut writer, opts, ours, (v.code, v.reason), cause)
+                        .await;
+                }
+            },
+            Frame::Ping(data) => {
+                if ours.is_none() {
+                    let _ = control.send(Message::Pong(data.clone()));
+                }
+                if opts.report_ping_pong
+                    && let Err(e) = out.event(Event::Ping(&data))
+                {
+                    break output_error(e);
+                }
+                None
+            }
+            Frame::Pong(data) => {
+                if opts.report_ping_pong {
+                    let rtt = rtt(&data, started);
+                    if let Err(e) = out.event(Event::Pong { data: &data, rtt }) {
+                        break output_error(e);
                     }
                 }
+                None
             }
-            sent = &mut close_sent, if close_channel_open => {
-                close_channel_open = false;
-                // Err: the writer stopped without sending a close (the socket
-                // failed); the read side will report how.
-                if let Ok(code) = sent {
+            Frame::Close(reason) => {
+                if close_channel_open && let Ok(code) = close_sent.try_recv() {
                     ours = Some(code);
-                    deadline = Instant::now() + opts.close_timeout;
                 }
-            }
-            () = sleep_until(deadline), if ours.is_some() => {
-                break Ending::CloseTimeout(opts.close_timeout);
-            }
-            Some(()) = interrupts.recv() => {
-                if interrupted || ours.is_some() {
-                    return Ending::Interrupted;
+                let code = reason.as_ref().map(|r| u16::from(r.code));
+                let reason = reason.and_then(|r| r.description).unwrap_or_default();
+                let server_first = ours.is_none();
+                let shown = out.event(Event::Close {
+                    code,
+                    reason: &reason,
+                    server_first,
+                });
+                if server_first {
+                    // Echo the server's code (RFC 6455 section 5.5.1).
+                    let echo = Message::Close(code.map(|c| CloseReason {
+                        code: CloseCode::from(c),
+                        description: None,
+                    }));
+                    finish(&control, &mut writer, opts.close_timeout, Some(echo)).await;
                 }
-                interrupted = true;
-                let _ = control.send(close(code::NORMAL, ""));
+                if let Err(e) = shown {
+                    break output_error(e);
+                }
+                break Ending::Closed { ours, code, reason };
+            }
+        };
+        match message {
+            None => {}
+            Some(Assembled::Text(bytes)) => match ByteString::try_from(bytes) {
+                Ok(text) => {
+                    if let Err(e) = out.event(Event::Text(&text)) {
+                        break output_error(e);
+                    }
+                }
+                Err(_) => {
+                    let cause = "the server sent text that is not UTF-8".to_owned();
+                    let close = (code::INVALID_PAYLOAD, "");
+                    return fail(&control, &mut writer, opts, ours, close, cause).await;
+                }
+            },
+            Some(Assembled::Binary(bytes)) => {
+                if let Err(e) = out.event(Event::Binary(&bytes)) {
+                    break output_error(e);
+                }
             }
         }
     };
@@ -281,6 +356,21 @@ pub async fn run(
     ending
 }
 
+/// Fails the connection for `cause`: sends close (code, reason) unless we
+/// already sent one, gives the writer a bounded time to flush, and says so.
+async fn fail(
+    control: &mpsc::UnboundedSender<Message>,
+    writer: &mut Option<actix_rt::task::JoinHandle<()>>,
+    opts: &LoopOptions,
+    ours: Option<u16>,
+    (code, reason): (u16, &str),
+    cause: String,
+) -> Ending {
+    let last = ours.is_none().then(|| close(code, reason));
+    finish(control, writer, opts.close_timeout, last).await;
+    Ending::Failed { code, cause }
+}
+
 /// Queues a final control frame and gives the writer a bounded time to put
 /// it on the wire before the caller exits.
 async fn finish(
@@ -294,6 +384,19 @@ async fn finish(
     }
     if let Some(writer) = writer.take() {
         let _ = tokio::time::timeout(bound, writer).await;
+    }
+}
+
+impl Ending {
+    /// This ending, given that writing the output then failed with `e`: a
+    /// failure the reader did not cause wins; a reader that went away
+    /// (`BrokenPipe`) changes nothing about how the connection ended.
+    pub fn with_output_error(self, e: io::Error) -> Ending {
+        match self {
+            Ending::OutputClosed | Ending::OutputFailed(_) => self,
+            _ if e.kind() == io::ErrorKind::BrokenPipe => self,
+            _ => Ending::OutputFailed(e),
+        }
     }
 }
 
@@ -328,18 +431,21 @@ fn rtt(pong: &[u8], started: Instant) -> Option<Duration> {
 }
 
 /// Owns the sink. Control frames go first; after a close frame nothing more
-/// is sent. Input ending means "close with 1000".
+/// is sent. Input ending means "close with 1000". Messages already queued
+/// when one is sent go into the same socket write (up to [`WRITE_BATCH`]),
+/// so a fast pipeline costs a write per batch, not per line.
 async fn write_loop(
     mut sink: Sink,
     mut control: mpsc::UnboundedReceiver<Message>,
-    mut input: mpsc::Receiver<Command>,
+    mut input: mpsc::Receiver<Vec<Command>>,
     close_sent: oneshot::Sender<u16>,
     ping_interval: Option<Duration>,
     started: Instant,
 ) {
     let mut ticker = ping_interval.map(|d| tokio::time::interval_at(Instant::now() + d, d));
+    let mut batch = Vec::new().into_iter();
     loop {
-        let msg = tokio::select! {
+        let mut msg = tokio::select! {
             biased;
             msg = control.recv() => match msg {
                 Some(msg) => msg,
@@ -348,30 +454,94 @@ async fn write_loop(
             _ = async { ticker.as_mut()?.tick().await; Some(()) }, if ticker.is_some() => {
                 Message::Ping(ping_payload(started))
             }
-            cmd = input.recv() => match cmd {
-                Some(Command::Text(text)) => Message::Text(ByteString::from(text)),
-                Some(Command::Binary(data)) => Message::Binary(data),
-                Some(Command::Ping(data)) => Message::Ping(data),
-                Some(Command::Pong(data)) => Message::Pong(data),
-                Some(Command::Close(code, reason)) => close(code, &reason),
-                None => close(code::NORMAL, ""),
-            },
+            msg = next_input(&mut batch, &mut input) => msg,
         };
-        let close_code = match &msg {
-            Message::Close(reason) => {
-                Some(reason.as_ref().map_or(code::NO_STATUS, |r| r.code.into()))
+        let mut fed = 0;
+        loop {
+            let close_code = match &msg {
+                Message::Close(reason) => {
+                    Some(reason.as_ref().map_or(code::NO_STATUS, |r| r.code.into()))
+                }
+                _ => None,
+            };
+            if let Err(e) = sink.feed(msg).await {
+                log::debug!("write failed: {e}");
+                return;
             }
-            _ => None,
-        };
-        if let Err(e) = sink.send(msg).await {
+            if let Some(code) = close_code {
+                if let Err(e) = sink.flush().await {
+                    log::debug!("write failed: {e}");
+                    return;
+                }
+                log::debug!("sent close {code} ({})", protocol::close_code_name(code));
+                let _ = close_sent.send(code);
+                return;
+            }
+            fed += 1;
+            let queued = if fed < WRITE_BATCH {
+                queued_message(&mut control, &mut batch, &mut input)
+            } else {
+                None
+            };
+            match queued {
+                Some(next) => msg = next,
+                None => break,
+            }
+        }
+        if let Err(e) = sink.flush().await {
             log::debug!("write failed: {e}");
             return;
         }
-        if let Some(code) = close_code {
-            log::debug!("sent close {code} ({})", protocol::close_code_name(code));
-            let _ = close_sent.send(code);
-            return;
+    }
+}
+
+/// The next input message, waiting for a new batch when this one is used up.
+/// Cancel-safe: a command leaves `batch` only in a poll that returns it.
+async fn next_input(
+    batch: &mut std::vec::IntoIter<Command>,
+    input: &mut mpsc::Receiver<Vec<Command>>,
+) -> Message {
+    loop {
+        if let Some(cmd) = batch.next() {
+            return message(cmd);
         }
+        match input.recv().await {
+            Some(cmds) => *batch = cmds.into_iter(),
+            None => return close(code::NORMAL, ""),
+        }
+    }
+}
+
+/// A message that can be sent without waiting: control first, then input.
+fn queued_message(
+    control: &mut mpsc::UnboundedReceiver<Message>,
+    batch: &mut std::vec::IntoIter<Command>,
+    input: &mut mpsc::Receiver<Vec<Command>>,
+) -> Option<Message> {
+    if let Ok(msg) = control.try_recv() {
+        return Some(msg);
+    }
+    loop {
+        if let Some(cmd) = batch.next() {
+            return Some(message(cmd));
+        }
+        match input.try_recv() {
+            Ok(cmds) => *batch = cmds.into_iter(),
+            Err(mpsc::error::TryRecvError::Empty) => return None,
+            Err(mpsc::error::TryRecvError::Disconnected) => {
+                return Some(close(code::NORMAL, ""));
+            }
+        }
+    }
+}
+
+fn message(cmd: Command) -> Message {
+    match cmd {
+        Command::Text(text) => Message::Text(ByteString::from(text)),
+        Command::Binary(data) => Message::Binary(data),
+        Command::Ping(data) => Message::Ping(data),
+        Command::Pong(data) => Message::Pong(data),
+        Command::Close(code, reason) => close(code, &reason),
     }
 }
 

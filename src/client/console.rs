@@ -23,15 +23,23 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use super::conn::{self, Command, Ending, Event, LoopOptions, Output};
-use super::{ConnectError, Options};
+use super::{ConnectError, Options, close_text, stdout};
 use crate::protocol::{self, code};
 
 /// How many payload bytes a binary message shows as hex.
 const HEX_PREVIEW: usize = 16;
 
-/// Lines read ahead of the socket. Small: stdin is read only as fast as the
-/// connection takes it.
-const INPUT_QUEUE: usize = 64;
+/// Batches of input lines read ahead of the socket. Few: stdin is read only
+/// as fast as the connection takes it.
+const INPUT_QUEUE: usize = 8;
+
+/// The most lines in one batch handed from the stdin thread to the
+/// connection. A batch holds the lines already in the read buffer, so one
+/// hand-over (and one wake-up of the connection) carries many lines.
+const INPUT_BATCH: usize = 1024;
+
+/// stdin's read buffer: one read takes this much of a fast pipeline.
+const STDIN_BUFFER: usize = 64 << 10;
 
 /// The console's settings (the terminal-facing half of `wsc`'s flags).
 #[derive(Debug, Clone, Default)]
@@ -71,8 +79,15 @@ pub async fn run(opts: Options, settings: Settings) -> Result<Ending, ConnectErr
         Style::Pipe
     };
     let color = style == Style::Terminal && std::env::var_os("NO_COLOR").is_none();
+    // Every byte for stdout goes through this writer thread, so a slow
+    // reader cannot stall the connection (see `stdout`).
+    let writer = stdout::Writer::start(io::stdout()).map_err(|e| ConnectError::Connect {
+        url: opts.url_text.clone(),
+        cause: format!("cannot start the stdout writer: {e}"),
+    })?;
+    let out = writer.queue().clone();
     let prompt = (style == Style::Terminal && settings.execute.is_empty())
-        .then(|| Arc::new(Prompt::new(color)));
+        .then(|| Arc::new(Prompt::new(color, out.clone())));
     if style == Style::Terminal {
         let protocol = conn
             .protocol
@@ -97,15 +112,15 @@ pub async fn run(opts: Options, settings: Settings) -> Result<Ending, ConnectErr
         let messages = settings.execute.clone();
         let wait = settings.wait;
         actix_rt::spawn(async move {
+            let mut batch = Vec::new();
             for line in messages {
                 match parse.parse(line.as_bytes()) {
-                    Ok(cmd) => {
-                        if tx.send(cmd).await.is_err() {
-                            return;
-                        }
-                    }
+                    Ok(cmd) => batch.push(cmd),
                     Err(e) => note(&e),
                 }
+            }
+            if tx.send(batch).await.is_err() {
+                return;
             }
             tokio::time::sleep(wait).await;
         });
@@ -127,7 +142,8 @@ pub async fn run(opts: Options, settings: Settings) -> Result<Ending, ConnectErr
         raw_binary: settings.raw_binary,
         color,
         prompt: prompt.clone(),
-        out: io::stdout(),
+        out,
+        batch: Vec::new(),
     };
     let loop_opts = LoopOptions {
         max_message_size: opts.max_message_size,
@@ -135,9 +151,14 @@ pub async fn run(opts: Options, settings: Settings) -> Result<Ending, ConnectErr
         close_timeout: settings.close_timeout,
         report_ping_pong: settings.show_ping_pong,
     };
-    let ending = conn::run(conn, &loop_opts, rx, int_rx, &mut printer).await;
+    let mut ending = conn::run(conn, &loop_opts, rx, int_rx, &mut printer).await;
     if let Some(prompt) = &prompt {
         prompt.retire();
+    }
+    // Nothing received is lost at exit: wait until stdout has taken it all
+    // (or its reader went away).
+    if let Err(e) = writer.finish() {
+        ending = ending.with_output_error(e);
     }
     if let Some(text) = describe(&ending, &opts.url_text, style) {
         note(&text);
@@ -174,17 +195,6 @@ fn describe(ending: &Ending, url: &str, style: Style) -> Option<String> {
         Ending::OutputClosed => return None,
         Ending::OutputFailed(e) => format!("cannot write to stdout: {}", super::io_cause(e)),
     })
-}
-
-fn close_text(code: Option<u16>, reason: &str) -> String {
-    let mut text = match code {
-        Some(c) => format!("close code {c} ({})", protocol::close_code_name(c)),
-        None => "close frame without a code".to_owned(),
-    };
-    if !reason.is_empty() {
-        text.push_str(&format!(", reason {reason:?}"));
-    }
-    text
 }
 
 /// Turns input lines into commands: data, or `--slash` commands.
@@ -258,15 +268,15 @@ impl LineParser {
 /// runtime). Closing the channel after EOF (and `wait`) tells the connection
 /// loop to close with 1000.
 fn read_stdin(
-    tx: mpsc::Sender<Command>,
+    tx: mpsc::Sender<Vec<Command>>,
     parse: LineParser,
     prompt: Option<Arc<Prompt>>,
     wait: Duration,
 ) {
     std::thread::spawn(move || {
-        let stdin = io::stdin();
-        let mut stdin = stdin.lock();
+        let mut stdin = io::BufReader::with_capacity(STDIN_BUFFER, io::stdin().lock());
         let mut line = Vec::new();
+        let mut batch = Vec::new();
         loop {
             line.clear();
             match stdin.read_until(b'\n', &mut line) {
@@ -288,11 +298,7 @@ fn read_stdin(
                 prompt.entered();
             }
             match parse.parse(&line) {
-                Ok(cmd) => {
-                    if tx.blocking_send(cmd).is_err() {
-                        return;
-                    }
-                }
+                Ok(cmd) => batch.push(cmd),
                 Err(e) => match &prompt {
                     Some(prompt) => {
                         let _ = prompt.print(&format!("wsc: {e}"));
@@ -300,6 +306,17 @@ fn read_stdin(
                     None => note(&e),
                 },
             }
+            // Hand the batch over once the next line would need a read.
+            let more_buffered = stdin.buffer().contains(&b'\n');
+            if !batch.is_empty()
+                && (!more_buffered || batch.len() >= INPUT_BATCH)
+                && tx.blocking_send(std::mem::take(&mut batch)).is_err()
+            {
+                return;
+            }
+        }
+        if !batch.is_empty() && tx.blocking_send(batch).is_err() {
+            return;
         }
         std::thread::sleep(wait);
         drop(tx);
@@ -310,6 +327,9 @@ fn read_stdin(
 /// line) and the printer (which clears and re-shows it around a message).
 struct Prompt {
     color: bool,
+    /// stdout's queue: the prompt and the messages around it go through the
+    /// same queue, so they reach the terminal in the order written here.
+    out: Arc<stdout::Queue>,
     /// Whether the prompt is on screen, and whether it may be shown at all.
     state: Mutex<PromptState>,
 }
@@ -321,9 +341,10 @@ struct PromptState {
 }
 
 impl Prompt {
-    fn new(color: bool) -> Self {
+    fn new(color: bool, out: Arc<stdout::Queue>) -> Self {
         Prompt {
             color,
+            out,
             state: Mutex::new(PromptState::default()),
         }
     }
@@ -333,11 +354,11 @@ impl Prompt {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn write_prompt(&self, out: &mut impl Write) -> io::Result<()> {
+    fn prompt_bytes(&self) -> &'static [u8] {
         if self.color {
-            out.write_all(b"\x1b[1m>\x1b[0m ")
+            b"\x1b[1m>\x1b[0m "
         } else {
-            out.write_all(b"> ")
+            b"> "
         }
     }
 
@@ -346,12 +367,7 @@ impl Prompt {
         if state.visible || state.retired {
             return;
         }
-        let mut out = io::stdout().lock();
-        if self
-            .write_prompt(&mut out)
-            .and_then(|()| out.flush())
-            .is_ok()
-        {
+        if self.out.push(self.prompt_bytes()).is_ok() {
             state.visible = true;
         }
     }
@@ -365,18 +381,18 @@ impl Prompt {
     /// Prints `line` above the prompt.
     fn print(&self, line: &str) -> io::Result<()> {
         let mut state = self.lock();
-        let mut out = io::stdout().lock();
+        let mut bytes = Vec::with_capacity(line.len() + 32);
         if state.visible {
-            out.write_all(b"\r\x1b[2K")?;
+            bytes.extend_from_slice(b"\r\x1b[2K");
         }
-        out.write_all(line.as_bytes())?;
-        out.write_all(b"\n")?;
+        bytes.extend_from_slice(line.as_bytes());
+        bytes.push(b'\n');
         state.visible = false;
         if !state.retired {
-            self.write_prompt(&mut out)?;
+            bytes.extend_from_slice(self.prompt_bytes());
             state.visible = true;
         }
-        out.flush()
+        self.out.push(&bytes)
     }
 
     /// The connection is over: clear the prompt and never show it again.
@@ -384,8 +400,7 @@ impl Prompt {
         let mut state = self.lock();
         state.retired = true;
         if state.visible {
-            let mut out = io::stdout().lock();
-            let _ = out.write_all(b"\r\x1b[2K").and_then(|()| out.flush());
+            let _ = self.out.push(b"\r\x1b[2K");
             state.visible = false;
         }
     }
@@ -409,36 +424,60 @@ struct JsonEvent<'a> {
     reason: Option<&'a str>,
 }
 
-/// Shows events on stdout (and ping/pong in pipe style on stderr).
+/// Shows events on stdout (and ping/pong in pipe style on stderr). Events
+/// are formatted into `batch`, which [`Output::flush`] hands to the stdout
+/// writer thread in one piece.
 struct Printer {
     style: Style,
     raw_binary: bool,
     color: bool,
     prompt: Option<Arc<Prompt>>,
-    out: io::Stdout,
+    out: Arc<stdout::Queue>,
+    batch: Vec<u8>,
 }
+
+/// The largest batch buffer kept for the next batch (memory of a burst is
+/// given back).
+const KEEP_BATCH: usize = 1 << 20;
+
+/// A message at least this large goes to the stdout queue as it came off
+/// the socket, shared rather than copied into the batch.
+const SHARE_FROM: usize = 64 << 10;
 
 impl Printer {
     /// A line on the terminal, above the prompt if there is one.
     fn terminal_line(&mut self, line: &str) -> io::Result<()> {
-        match &self.prompt {
-            Some(prompt) => prompt.print(line),
+        match self.prompt.clone() {
+            Some(prompt) => {
+                // Whatever is batched comes first.
+                Output::flush(self)?;
+                prompt.print(line)
+            }
             None => self.plain_line(line.as_bytes()),
         }
     }
 
+    /// A payload as it is: copied into the batch when small, shared with the
+    /// stdout queue (after the batch) when large.
+    fn raw(&mut self, data: &Bytes) -> io::Result<()> {
+        if data.len() < SHARE_FROM {
+            self.batch.extend_from_slice(data);
+            return Ok(());
+        }
+        Output::flush(self)?;
+        self.out.push_bytes(data.clone())
+    }
+
     fn plain_line(&mut self, line: &[u8]) -> io::Result<()> {
-        let mut out = self.out.lock();
-        out.write_all(line)?;
-        out.write_all(b"\n")?;
-        out.flush()
+        self.batch.extend_from_slice(line);
+        self.batch.push(b'\n');
+        Ok(())
     }
 
     fn json(&mut self, value: &JsonEvent<'_>) -> io::Result<()> {
-        let mut out = self.out.lock();
-        serde_json::to_writer(&mut out, value)?;
-        out.write_all(b"\n")?;
-        out.flush()
+        serde_json::to_writer(&mut self.batch, value)?;
+        self.batch.push(b'\n');
+        Ok(())
     }
 
     fn mark(&self) -> &'static str {
@@ -451,6 +490,21 @@ impl Printer {
 }
 
 impl Output for Printer {
+    fn flush(&mut self) -> io::Result<()> {
+        if self.batch.is_empty() {
+            return self.out.check();
+        }
+        // The next batch starts at about this one's size, without keeping
+        // the memory of a burst.
+        let next = Vec::with_capacity(self.batch.len().min(KEEP_BATCH));
+        self.out
+            .push_bytes(Bytes::from(std::mem::replace(&mut self.batch, next)))
+    }
+
+    fn ready(&self) -> impl Future<Output = io::Result<()>> {
+        self.out.wait_for_space()
+    }
+
     fn event(&mut self, event: Event<'_>) -> io::Result<()> {
         let b64 = |data: &[u8]| BASE64_STANDARD.encode(data);
         let json = |kind| JsonEvent {
@@ -459,7 +513,7 @@ impl Output for Printer {
         };
         match (self.style, event) {
             (Style::Json, Event::Text(text)) => self.json(&JsonEvent {
-                data: Some(text.into()),
+                data: Some((&**text).into()),
                 ..json("text")
             }),
             (Style::Json, Event::Binary(data)) => self.json(&JsonEvent {
@@ -497,12 +551,12 @@ impl Output for Printer {
                 }
                 Ok(())
             }
-            (_, Event::Binary(data)) if self.raw_binary => {
-                let mut out = self.out.lock();
-                out.write_all(data)?;
-                out.flush()
+            (_, Event::Binary(data)) if self.raw_binary => self.raw(data),
+            (Style::Pipe, Event::Text(text)) => {
+                self.raw(text.as_bytes())?;
+                self.batch.push(b'\n');
+                Ok(())
             }
-            (Style::Pipe, Event::Text(text)) => self.plain_line(text.as_bytes()),
             (Style::Pipe, Event::Binary(data)) => self.plain_line(binary_preview(data).as_bytes()),
             (Style::Terminal, Event::Text(text)) => {
                 let line = format!("{}{}", self.mark(), escape_controls(text));

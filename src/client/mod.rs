@@ -9,12 +9,15 @@
 //! - [`cli`]: the flags, their help text, and their split into options.
 //! - [`console`]: the terminal side: stdin lines, `--slash` commands, prompt,
 //!   and how events are printed (terminal, pipe, `--json`).
+//! - [`stdout`]: the writer thread behind a bounded queue that takes all of
+//!   stdout's bytes, so a slow reader never stalls the connection.
 //!
 //! The client shares [`crate::protocol`] with the server and nothing else.
 
 pub mod cli;
 pub mod conn;
 pub mod console;
+pub mod stdout;
 
 use std::error::Error as StdError;
 use std::sync::Arc;
@@ -27,6 +30,8 @@ use awc::http::Uri;
 use awc::http::header::{HeaderName, HeaderValue, SEC_WEBSOCKET_PROTOCOL};
 use awc::ws::Codec;
 use rustls::{AlertDescription, CertificateError, ClientConfig};
+
+use crate::units::UnitError;
 
 /// Everything needed to open a connection, already validated.
 #[derive(Debug, Clone)]
@@ -272,6 +277,21 @@ pub(crate) fn io_cause(e: &std::io::Error) -> String {
     }
 }
 
+/// A close frame in words, the one rendering shared by `wsc`'s messages and
+/// `wsc bench`'s error samples: `close code 1011 (internal error), reason
+/// "boom"`, or `close frame without a code`. The reason is quoted (escaped)
+/// because it is the peer's text.
+pub fn close_text(code: Option<u16>, reason: &str) -> String {
+    let mut text = match code {
+        Some(c) => format!("close code {c} ({})", crate::protocol::close_code_name(c)),
+        None => "close frame without a code".to_owned(),
+    };
+    if !reason.is_empty() {
+        text.push_str(&format!(", reason {reason:?}"));
+    }
+    text
+}
+
 /// `--header "Name: value"`.
 pub fn parse_header(text: &str) -> Result<(HeaderName, HeaderValue), String> {
     let (name, value) = text
@@ -323,19 +343,30 @@ pub fn parse_origin(text: &str) -> Result<HeaderValue, String> {
     HeaderValue::try_from(text).map_err(|_| format!("invalid origin {text:?}"))
 }
 
-/// Seconds, possibly fractional (`0.5`), as a duration.
-pub fn parse_secs(text: &str) -> Result<Duration, String> {
-    text.parse::<f64>()
-        .ok()
-        .and_then(|s| Duration::try_from_secs_f64(s).ok())
-        .ok_or_else(|| format!("expected a number of seconds, got {text:?}"))
+/// A duration flag: a bare number of seconds (`0.5`, as the flags always
+/// took) or humantime's syntax (`250ms`, `1m 30s`); see
+/// [`crate::units::parse_duration_or_secs`].
+pub fn parse_secs(text: &str) -> Result<Duration, UnitError> {
+    crate::units::parse_duration_or_secs(text)
 }
 
-/// A size in bytes or human units (`64MiB`, `512KiB`, `1000000`).
+/// `--ping-interval`: a duration as [`parse_secs`] reads it, longer than
+/// zero (a zero period would ping in a busy loop, and tokio refuses it).
+pub fn parse_interval(text: &str) -> Result<Duration, String> {
+    match parse_secs(text) {
+        Ok(d) if d.is_zero() => Err(format!("{text:?}: the interval must be longer than 0")),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// `--max-message-size`: a size as [`crate::units::parse_size`] reads it
+/// (`64MiB`, `512kib`, `1000000`), of at least one byte.
 pub fn parse_size(text: &str) -> Result<usize, String> {
-    match crate::config::parse_size(text) {
-        Some(0) | None => Err(format!("expected a size such as 64MiB, got {text:?}")),
-        Some(n) => Ok(n),
+    match crate::units::parse_size(text) {
+        Ok(0) => Err(format!("{text:?}: the limit must be at least 1 byte")),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -373,11 +404,17 @@ mod tests {
     }
 
     #[test]
-    fn seconds_and_sizes() {
+    fn durations_take_bare_seconds_or_units_and_limits_are_never_zero() {
         assert_eq!(parse_secs("0.5"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_secs("250ms"), Ok(Duration::from_millis(250)));
         assert!(parse_secs("-1").is_err());
+        assert_eq!(parse_interval("2"), Ok(Duration::from_secs(2)));
+        assert!(parse_interval("0").is_err());
+        assert!(parse_interval("0s").is_err());
         assert_eq!(parse_size("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_size("16kib"), Ok(16 << 10));
         assert!(parse_size("0").is_err());
+        assert!(parse_size("0KiB").is_err());
     }
 
     #[test]
@@ -394,6 +431,17 @@ mod tests {
         assert!(tls_cause(&alert).contains("requires a client certificate"));
         let plain = std::io::Error::from_raw_os_error(111);
         assert!(find_rustls(&plain).is_none());
+    }
+
+    #[test]
+    fn close_frames_render_code_name_and_quoted_reason() {
+        assert_eq!(
+            close_text(Some(1011), "boom"),
+            "close code 1011 (internal error), reason \"boom\""
+        );
+        assert_eq!(close_text(Some(1000), ""), "close code 1000 (normal)");
+        assert_eq!(close_text(None, ""), "close frame without a code");
+        assert!(close_text(Some(4000), "a\x1b[2J").contains("\\u{1b}"));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 pub mod peer;
 pub mod pki;
 pub mod raw;
+pub mod stall;
 pub mod wsc;
 
 use std::future::Future;
