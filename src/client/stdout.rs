@@ -7,8 +7,10 @@
 //! While the reader is slow the loop keeps reading the socket, answering
 //! pings and sending stdin, and received messages pile up here.
 //!
-//! **When stdout does not drain.** Up to [`LIMIT`] bytes wait in memory (a
-//! message larger than that is still taken whole). Beyond it,
+//! **When stdout does not drain.** Up to [`LIMIT`] bytes wait in memory
+//! (plus at most the frames of one read batch, since the loop checks for
+//! space before a batch; a message larger than the limit is still taken
+//! whole). Beyond it,
 //! [`Queue::wait_for_space`] makes the connection loop stop reading the
 //! socket until the writer catches up: TCP flow control then slows the
 //! server down, nothing is dropped, and memory stays bounded. While stopped,
