@@ -193,7 +193,8 @@ impl Config {
             message: one_line(&e.to_string()),
         })?;
         let config: Config = serde_path_to_error::deserialize(deserializer).map_err(|e| {
-            let key = e.path().to_string();
+            // A quoted key may hold a newline; the message stays one line.
+            let key = e.path().to_string().replace('\n', "\\n");
             let message = one_line(&e.into_inner().to_string());
             if key == "." {
                 ConfigError::Syntax {
@@ -390,6 +391,14 @@ mod human_size {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unknown_key_with_a_newline_is_still_a_one_line_error() {
+        let err = Config::parse("\"a\\nb\" = 1\n", Path::new("x.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains('\n'), "{err}");
+    }
 
     #[test]
     fn close_timeout_must_be_shorter_than_shutdown_timeout() {

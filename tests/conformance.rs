@@ -1003,6 +1003,9 @@ async fn a_server_initiated_close_ends_tcp_as_soon_as_the_peer_answers() {
     config.session.close_timeout = Duration::from_secs(60);
     let wsd = TestWsd::start(config);
     let mut client = connect(&wsd).await;
+    // The session registers as its actor starts, just after the handshake: a
+    // shutdown sent before that would find nobody to close.
+    wsd.wait_sessions(1).await;
     let reader = async {
         let close = client.next_frame().await;
         assert_eq!(

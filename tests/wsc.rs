@@ -65,9 +65,14 @@ async fn replies_in_flight_at_eof_are_still_printed() {
 
 #[actix_web::test]
 async fn a_refused_connection_exits_1_with_one_line_on_stderr() {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("ws://{}/", listener.local_addr().unwrap());
-    drop(listener);
+    // Bound but not listening: the port stays ours (no other test can take
+    // it), and a connection to it is refused.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket
+        .bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
+    let addr = socket.local_addr().unwrap().as_socket().unwrap();
+    let url = format!("ws://{addr}/");
     let r = run(&[&url], b"").await;
     assert_refused(&r, &url, "refused");
 }

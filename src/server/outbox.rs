@@ -132,8 +132,12 @@ struct Shared {
     limit: usize,
     /// Frames handed to actix-http, ever.
     taken: u64,
-    /// The dispatcher's waker, from the body's last `Pending`.
+    /// The dispatcher's waker, from the body's last `Pending`; kept (not
+    /// taken) so that each message does not clone it again.
     waker: Option<Waker>,
+    /// The body returned `Pending` and has not been woken since: the next
+    /// frame must wake it, and only that one.
+    parked: bool,
     state: State,
     body_alive: bool,
     socket: Option<ConnSocket>,
@@ -147,8 +151,11 @@ impl Shared {
     }
 
     fn wake(&mut self) {
-        if let Some(waker) = self.waker.take() {
-            waker.wake();
+        if self.parked {
+            self.parked = false;
+            if let Some(waker) = &self.waker {
+                waker.wake_by_ref();
+            }
         }
     }
 }
@@ -174,6 +181,7 @@ impl Outbox {
             limit,
             taken: 0,
             waker: None,
+            parked: false,
             state: State::Open,
             body_alive: true,
             socket,
@@ -308,6 +316,7 @@ impl Stream for Body {
         }
         match s.state {
             State::Open | State::Closed => {
+                s.parked = true;
                 if !s.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
                     s.waker = Some(cx.waker().clone());
                 }
