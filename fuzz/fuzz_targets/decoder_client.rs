@@ -1,0 +1,7 @@
+//! The frame decoder in the client role: see `wsd_fuzz::decoder`.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use wsd::protocol::Role;
+
+fuzz_target!(|data: &[u8]| wsd_fuzz::decoder(Role::Client, data));
