@@ -227,13 +227,7 @@ async fn any_reserved_bit_fails_with_1002_and_nothing_of_that_frame_is_answered(
                 ])
                 .await;
             expect_echo(&mut client, TEXT, b"before").await;
-            let close = client.next_frame().await;
-            assert_eq!(
-                (close.opcode, close.close_code()),
-                (CLOSE, Some(1002)),
-                "{what}: {close:?}"
-            );
-            client.expect_nothing_then_eof().await;
+            client.expect_close_for(1002, format_args!("{what}")).await;
         }
     }
 }
@@ -280,13 +274,9 @@ async fn reserved_opcodes_fail_with_1002() {
                 ])
                 .await;
             expect_echo(&mut client, TEXT, b"before").await;
-            let close = client.next_frame().await;
-            assert_eq!(
-                (close.opcode, close.close_code()),
-                (CLOSE, Some(1002)),
-                "opcode {opcode}"
-            );
-            client.expect_nothing_then_eof().await;
+            client
+                .expect_close_for(1002, format_args!("opcode {opcode}"))
+                .await;
         }
         // Header alone, written byte by byte (Autobahn 4.1.5 / 4.2.5 chop).
         let mut client = connect(&wsd).await;
@@ -314,13 +304,9 @@ async fn a_control_frame_over_125_bytes_fails_with_1002() {
         let opcode = frame.opcode;
         let mut client = connect(&wsd).await;
         client.send(&frame).await;
-        let close = client.next_frame().await;
-        assert_eq!(
-            (close.opcode, close.close_code()),
-            (CLOSE, Some(1002)),
-            "opcode {opcode}"
-        );
-        client.expect_nothing_then_eof().await;
+        client
+            .expect_close_for(1002, format_args!("opcode {opcode}"))
+            .await;
     }
 }
 
@@ -340,13 +326,9 @@ async fn a_fragmented_control_frame_fails_with_1002() {
                 RawFrame::continuation("ment"),
             ])
             .await;
-        let close = client.next_frame().await;
-        assert_eq!(
-            (close.opcode, close.close_code()),
-            (CLOSE, Some(1002)),
-            "opcode {opcode}"
-        );
-        client.expect_nothing_then_eof().await;
+        client
+            .expect_close_for(1002, format_args!("opcode {opcode}"))
+            .await;
     }
 }
 
@@ -706,13 +688,9 @@ async fn invalid_utf8_fails_with_1007_as_one_frame() {
             .send_all(&[RawFrame::text("fine"), RawFrame::text(*text)])
             .await;
         expect_echo(&mut client, TEXT, b"fine").await;
-        let close = client.next_frame().await;
-        assert_eq!(
-            (close.opcode, close.close_code()),
-            (CLOSE, Some(1007)),
-            "{text:?}"
-        );
-        client.expect_nothing_then_eof().await;
+        client
+            .expect_close_for(1007, format_args!("{text:?}"))
+            .await;
     }
 }
 
@@ -728,13 +706,9 @@ async fn invalid_utf8_in_fragments_fails_at_the_first_hopeless_fragment() {
         let sent = hopeless_prefix(text).unwrap_or(text.len());
         let mut client = connect(&wsd).await;
         client.write(&wire[..sent * frame_len]).await;
-        let close = client.next_frame().await;
-        assert_eq!(
-            (close.opcode, close.close_code()),
-            (CLOSE, Some(1007)),
-            "{text:?}"
-        );
-        client.expect_nothing_then_eof().await;
+        client
+            .expect_close_for(1007, format_args!("{text:?}"))
+            .await;
     }
 }
 
@@ -753,13 +727,9 @@ async fn invalid_utf8_inside_one_frame_fails_at_the_chunk_that_makes_it_invalid(
         let (wire, header) = (frame.encode(), frame.header().size());
         let mut client = connect(&wsd).await;
         client.write_split(&wire[..header + sent], 1).await;
-        let close = client.next_frame().await;
-        assert_eq!(
-            (close.opcode, close.close_code()),
-            (CLOSE, Some(1007)),
-            "{text:?}"
-        );
-        client.expect_nothing_then_eof().await;
+        client
+            .expect_close_for(1007, format_args!("{text:?}"))
+            .await;
     }
 }
 
@@ -855,13 +825,9 @@ async fn invalid_close_codes_fail_with_1002() {
     for code in codes {
         let mut client = connect(&wsd).await;
         client.send(&RawFrame::close(code, "")).await;
-        let close = client.next_frame().await;
-        assert_eq!(
-            (close.opcode, close.close_code()),
-            (CLOSE, Some(1002)),
-            "code {code}"
-        );
-        client.expect_nothing_then_eof().await;
+        client
+            .expect_close_for(1002, format_args!("code {code}"))
+            .await;
     }
 }
 

@@ -117,20 +117,27 @@ mod tests {
         );
     }
 
+    /// Decodes `wire` as a client and checks it is exactly one binary frame
+    /// carrying `prefix` then `body`.
+    fn assert_one_binary_frame(wire: Bytes, prefix: &[u8], body: &[u8], len: usize) {
+        let mut want = prefix.to_vec();
+        want.extend_from_slice(body);
+        let mut input = wire;
+        let mut client = Decoder::new(Role::Client, 1 << 20);
+        assert_eq!(
+            client.decode(&mut input),
+            Ok(Some(Event::Binary(Bytes::from(want)))),
+            "len {len}"
+        );
+        assert!(input.is_empty(), "len {len}");
+    }
+
     #[test]
     fn server_frames_join_their_parts_and_decode_on_the_client_side() {
         for len in [0, 125, 126, 0xFFFF, 0x10000] {
             let body: Vec<u8> = (0..len).map(|i| (i % 7) as u8).collect();
-            let mut input = server_frame(opcode::BINARY, &[b"ab", &body]);
-            let mut want = b"ab".to_vec();
-            want.extend_from_slice(&body);
-            let mut client = Decoder::new(Role::Client, 1 << 20);
-            assert_eq!(
-                client.decode(&mut input),
-                Ok(Some(Event::Binary(Bytes::from(want)))),
-                "len {len}"
-            );
-            assert!(input.is_empty());
+            let wire = server_frame(opcode::BINARY, &[b"ab", &body]);
+            assert_one_binary_frame(wire, b"ab", &body, len);
         }
     }
 
@@ -146,16 +153,7 @@ mod tests {
             }
             let mut wire = head.to_vec();
             wire.extend_from_slice(tail.as_deref().unwrap_or_default());
-            let mut want = b"p:".to_vec();
-            want.extend_from_slice(&payload);
-            let mut input = Bytes::from(wire);
-            let mut client = Decoder::new(Role::Client, 1 << 20);
-            assert_eq!(
-                client.decode(&mut input),
-                Ok(Some(Event::Binary(Bytes::from(want)))),
-                "len {len}"
-            );
-            assert!(input.is_empty());
+            assert_one_binary_frame(Bytes::from(wire), b"p:", &payload, len);
         }
     }
 

@@ -157,13 +157,17 @@ impl RawClient {
     /// and nothing at all after it (RFC 6455 section 5.5.1: no frame follows a
     /// close).
     pub async fn expect_close(&mut self, code: u16) {
+        self.expect_close_for(code, format_args!("")).await;
+    }
+
+    /// [`RawClient::expect_close`], naming the case in a failure.
+    pub async fn expect_close_for(&mut self, code: u16, case: std::fmt::Arguments<'_>) {
+        let case = case.to_string();
         let frame = self.next_frame().await;
-        assert_eq!(frame.opcode, CLOSE, "expected close {code}, got {frame:?}");
         assert_eq!(
-            frame.close_code(),
-            Some(code),
-            "close payload {:?}",
-            frame.payload
+            (frame.opcode, frame.close_code()),
+            (CLOSE, Some(code)),
+            "{case}: expected close {code}, got {frame:?}"
         );
         self.expect_nothing_then_eof().await;
     }
