@@ -402,7 +402,14 @@ impl Actor for Session {
     fn stopped(&mut self, _: &mut Self::Context) {
         self.traffic.flush(&self.metrics);
         self.outbox.finish();
-        if self.outbox.is_pending() {
+        // The peer closed and heard from us just now: its reply leaves with
+        // no timer of ours (the kernel's TCP_USER_TIMEOUT is the backstop),
+        // which keeps the common ending cheap.
+        let peer_closed = self
+            .ending
+            .as_ref()
+            .is_some_and(|e| matches!(e.cause, CloseCause::Normal | CloseCause::PeerError));
+        if !peer_closed && self.outbox.is_pending() {
             // What is queued (at least the close frame) gets `close_timeout`
             // to leave; a peer that does not read it by then is reset.
             let outbox = self.outbox.clone();
