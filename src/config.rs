@@ -14,6 +14,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// Where `wsd` looks for its config when `--config` is not given.
 pub const DEFAULT_PATH: &str = "config/wsd.toml";
 
+/// What messages name as the source when no file was read.
+pub const DEFAULTS: &str = "(built-in defaults)";
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -161,12 +164,12 @@ impl Config {
     /// [`DEFAULT_PATH`] if it exists, or else the defaults; then `bind` (the
     /// `--bind` flag) over whatever the file said.
     pub fn resolve(path: Option<&Path>, bind: Option<&str>) -> Result<Config, ConfigError> {
-        let source = Config::source(path);
-        let mut config = match path {
-            Some(_) => Config::load(&source)?,
-            None if source.as_os_str() == DEFAULT_PATH => Config::load(&source)?,
+        let file = Config::file(path);
+        let mut config = match &file {
+            Some(file) => Config::load(file)?,
             None => Config::default(),
         };
+        let source = file.unwrap_or_else(|| PathBuf::from(DEFAULTS));
         if let Some(bind) = bind {
             config.server.bind = bind.to_owned();
             config.validate(Path::new("--bind"))?;
@@ -175,14 +178,12 @@ impl Config {
         Ok(config)
     }
 
-    /// Where [`resolve`](Config::resolve) takes the config from, for
-    /// messages: `path`, else [`DEFAULT_PATH`] if it exists, else the
-    /// built-in defaults.
-    pub fn source(path: Option<&Path>) -> PathBuf {
+    /// The file [`resolve`](Config::resolve) reads: `path`, else
+    /// [`DEFAULT_PATH`] if it exists; `None` means the built-in defaults.
+    pub fn file(path: Option<&Path>) -> Option<PathBuf> {
         match path {
-            Some(path) => path.to_owned(),
-            None if Path::new(DEFAULT_PATH).exists() => PathBuf::from(DEFAULT_PATH),
-            None => PathBuf::from("(built-in defaults)"),
+            Some(path) => Some(path.to_owned()),
+            None => Some(PathBuf::from(DEFAULT_PATH)).filter(|p| p.exists()),
         }
     }
 

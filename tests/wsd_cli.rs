@@ -318,11 +318,7 @@ fn sigterm_closes_every_session_with_1001_and_exits_0() {
     let (mut wsd, _dir) = start_wsd("");
     let mut clients: Vec<TcpStream> = (0..3).map(|_| ws_connect(wsd.addr)).collect();
     // Sessions register when their actors start: wait until all are known.
-    let deadline = Instant::now() + BOUND;
-    while healthz_sessions(wsd.addr) != 3 {
-        assert!(Instant::now() < deadline, "sessions never registered");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_sessions(wsd.addr, 3);
 
     wsd.signal("TERM");
 

@@ -90,10 +90,9 @@ fn main() -> ExitCode {
         // Reported once, on stderr; a config problem names the file first,
         // like every other config error.
         Err(e) if e.is_config() => {
-            eprintln!(
-                "wsd: {}: {e}",
-                Config::source(args.config.as_deref()).display()
-            );
+            let file = Config::file(args.config.as_deref());
+            let file = file.unwrap_or_else(|| wsd::config::DEFAULTS.into());
+            eprintln!("wsd: {}: {e}", file.display());
             ExitCode::from(e.exit_code() as u8)
         }
         Err(e) => {
