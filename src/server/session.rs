@@ -16,6 +16,7 @@
 //! that must close while stalled resets the connection, since its close frame
 //! could never be written.
 
+use std::borrow::Cow;
 use std::cell::Cell;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -86,9 +87,8 @@ impl CloseCause {
 struct Ending {
     cause: CloseCause,
     code: u16,
-    reason: &'static str,
-    /// The peer's close reason, when the peer closed.
-    peer_reason: String,
+    /// Ours, or the peer's when the peer closed.
+    reason: Cow<'static, str>,
 }
 
 /// What a new session is given by the upgrade handler.
@@ -180,11 +180,12 @@ impl Session {
     }
 
     /// Queues the close frame, or resets the connection when the socket is
-    /// stalled and the frame could never be written.
-    fn send_close(&mut self, close: Option<(u16, &str)>) {
+    /// stalled and the frame could never be written. Says whether the close
+    /// was queued (whether the peer can still hear it).
+    fn send_close(&mut self, close: Option<(u16, &str)>) -> bool {
         if self.stalled_since.is_some() {
             self.outbox.abort();
-            return;
+            return false;
         }
         let frame = match close {
             Some((code, reason)) => {
@@ -193,6 +194,7 @@ impl Session {
             None => protocol::server_frame(opcode::CLOSE, &[]),
         };
         self.outbox.push_last(frame);
+        true
     }
 
     /// Sends a close frame and stops: for faults, where nothing the peer says
@@ -244,13 +246,11 @@ impl Session {
             return;
         }
         self.end(cause, code, reason);
-        if self.stalled_since.is_some() {
+        if !self.send_close(Some((code, reason))) {
             // It cannot be told; there is nothing to wait for.
-            self.outbox.abort();
             ctx.stop();
             return;
         }
-        self.send_close(Some((code, reason)));
         self.closing = true;
         ctx.run_later(self.config.close_timeout, |act, ctx| {
             log::debug!(
@@ -267,8 +267,7 @@ impl Session {
             self.ending = Some(Ending {
                 cause,
                 code,
-                reason,
-                peer_reason: String::new(),
+                reason: Cow::Borrowed(reason),
             });
         }
     }
@@ -357,8 +356,7 @@ impl Session {
             ctx.stop();
             return;
         }
-        let (code, peer_reason) =
-            frame.map_or((code::NO_STATUS, String::new()), |f| (f.code, f.reason));
+        let (code, reason) = frame.map_or((code::NO_STATUS, String::new()), |f| (f.code, f.reason));
         let cause = match code {
             code::NORMAL | code::GOING_AWAY | code::NO_STATUS => CloseCause::Normal,
             _ => CloseCause::PeerError,
@@ -369,8 +367,7 @@ impl Session {
         self.ending = Some(Ending {
             cause,
             code,
-            reason: "",
-            peer_reason,
+            reason: Cow::Owned(reason),
         });
         ctx.stop();
     }
@@ -424,14 +421,9 @@ impl Actor for Session {
         let ending = self.ending.take().unwrap_or(Ending {
             cause: CloseCause::Abnormal,
             code: code::ABNORMAL,
-            reason: "connection dropped without a close frame",
-            peer_reason: String::new(),
+            reason: Cow::Borrowed("connection dropped without a close frame"),
         });
-        let reason = if ending.peer_reason.is_empty() {
-            ending.reason
-        } else {
-            &ending.peer_reason
-        };
+        let reason = &ending.reason;
         log::info!(
             "session {} from {} disconnected: {} (code {} {}{}) after {}",
             self.id,
