@@ -59,9 +59,10 @@ impl ServeError {
     /// Bad TLS files are configuration errors (exit 2), like a bad config
     /// file; anything else is a failure to run (exit 1).
     pub fn exit_code(&self) -> i32 {
-        match self {
-            ServeError::Tls { .. } => crate::exit::USAGE,
-            _ => crate::exit::FAILURE,
+        if self.is_config() {
+            crate::exit::USAGE
+        } else {
+            crate::exit::FAILURE
         }
     }
 
