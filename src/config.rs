@@ -23,6 +23,8 @@ pub struct Config {
     pub server: ServerConfig,
     pub session: SessionConfig,
     pub log: LogConfig,
+    pub channels: ChannelsConfig,
+    pub auth: AuthConfig,
     /// When present, wsd serves wss:// (and https) instead of ws://.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsConfig>,
@@ -45,6 +47,10 @@ pub struct ServerConfig {
     /// How long shutdown waits for sessions to finish their closing handshake.
     #[serde(with = "human_duration")]
     pub shutdown_timeout: Duration,
+    /// Browser origins allowed to open WebSockets (`https://app.example`);
+    /// empty allows any. Requests without an `Origin` header (not browsers)
+    /// are not affected.
+    pub allowed_origins: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -81,6 +87,85 @@ pub struct LogConfig {
     pub level: String,
 }
 
+/// The `[channels]` section: publish/subscribe.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChannelsConfig {
+    /// The base path of the channel endpoints, WebSocket and HTTP.
+    pub path: String,
+    /// Bearer keys for the HTTP API; empty lets only loopback clients use it.
+    pub api_keys: Vec<String>,
+    /// The namespaces, each with its rules. A channel whose namespace is not
+    /// listed is refused.
+    pub namespace: Vec<NamespaceConfig>,
+}
+
+/// One `[[channels.namespace]]`: the rules for channels named `NAME:...`
+/// (or, for the name `""`, for channels without a `:`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NamespaceConfig {
+    pub name: String,
+    pub subscribe: Access,
+    pub publish: Access,
+    /// Publications kept per channel for recovery; 0 keeps none.
+    pub history_size: usize,
+    /// How long a kept publication stays.
+    #[serde(with = "human_duration")]
+    pub history_ttl: Duration,
+    /// Whether subscribers are tracked, with join and leave events.
+    pub presence: bool,
+    /// Subscribers allowed per channel; 0 means no limit.
+    pub max_subscribers: usize,
+}
+
+/// Who may subscribe to or publish on a namespace's channels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Access {
+    /// Every client.
+    Anyone,
+    /// Clients with any valid token.
+    Authenticated,
+    /// Clients whose token's `subscribe` (or `publish`) claim has a pattern
+    /// matching the channel.
+    Token,
+    /// No WebSocket client (publishing then goes through the HTTP API only).
+    Nobody,
+}
+
+impl Access {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Access::Anyone => "anyone",
+            Access::Authenticated => "authenticated",
+            Access::Token => "token",
+            Access::Nobody => "nobody",
+        }
+    }
+}
+
+/// The `[auth]` section: how connection tokens (JWTs) are checked.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// The secret of HS256 tokens; empty means none.
+    pub hmac_secret: String,
+    /// A PEM file with the public key of RS256 or ES256 tokens; empty means
+    /// none.
+    pub public_key: PathBuf,
+    /// Clock leeway allowed when checking `exp`.
+    #[serde(with = "human_duration")]
+    pub leeway: Duration,
+}
+
+impl AuthConfig {
+    /// Whether tokens can be checked at all.
+    pub fn enabled(&self) -> bool {
+        !self.hmac_secret.is_empty() || !self.public_key.as_os_str().is_empty()
+    }
+}
+
 /// The `[tls]` config section. Relative paths are relative to the working
 /// directory `wsd` runs in.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -105,6 +190,7 @@ impl Default for ServerConfig {
             max_connections: 10_000,
             handshake_timeout: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(10),
+            allowed_origins: Vec::new(),
         }
     }
 }
@@ -119,6 +205,30 @@ impl Default for SessionConfig {
             reply_prefix: "Server received: ".into(),
             max_send_queue: 1 << 20,
             write_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Default for ChannelsConfig {
+    fn default() -> Self {
+        ChannelsConfig {
+            path: "/channels".into(),
+            api_keys: Vec::new(),
+            namespace: vec![NamespaceConfig::default()],
+        }
+    }
+}
+
+impl Default for NamespaceConfig {
+    fn default() -> Self {
+        NamespaceConfig {
+            name: String::new(),
+            subscribe: Access::Anyone,
+            publish: Access::Anyone,
+            history_size: 100,
+            history_ttl: Duration::from_secs(600),
+            presence: false,
+            max_subscribers: 0,
         }
     }
 }
@@ -297,6 +407,7 @@ impl Config {
                 "must be at least 1 byte".into(),
             ));
         }
+        self.validate_channels(path)?;
         if self.log.level.parse::<log::LevelFilter>().is_err() {
             return Err(invalid(
                 "log.level",
@@ -309,12 +420,109 @@ impl Config {
         Ok(())
     }
 
+    /// The `[channels]` and `[auth]` rules.
+    fn validate_channels(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |key: String, message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            key,
+            message,
+        };
+        let c = &self.channels;
+        if !c.path.starts_with('/') || c.path.len() < 2 || c.path.ends_with('/') {
+            return Err(invalid(
+                "channels.path".into(),
+                format!(
+                    "expected a path such as \"/channels\" (starting with '/', not ending \
+                     with one), got {:?}",
+                    c.path
+                ),
+            ));
+        }
+        if c.path == self.server.path {
+            return Err(invalid(
+                "channels.path".into(),
+                format!("must differ from server.path ({:?})", self.server.path),
+            ));
+        }
+        if let Some(i) = c.api_keys.iter().position(|k| k.trim().len() < 16) {
+            return Err(invalid(
+                format!("channels.api_keys[{i}]"),
+                "an API key must be at least 16 characters (try `openssl rand -hex 24`)".into(),
+            ));
+        }
+        for (i, ns) in c.namespace.iter().enumerate() {
+            let key = |field: &str| format!("channels.namespace[{i}].{field}");
+            if let Err(e) = crate::channels::check_namespace_name(&ns.name) {
+                return Err(invalid(key("name"), e));
+            }
+            if c.namespace[..i].iter().any(|other| other.name == ns.name) {
+                return Err(invalid(
+                    key("name"),
+                    format!("namespace {:?} is defined twice", ns.name),
+                ));
+            }
+            for (field, access) in [("subscribe", ns.subscribe), ("publish", ns.publish)] {
+                if matches!(access, Access::Authenticated | Access::Token) && !self.auth.enabled() {
+                    return Err(invalid(
+                        key(field),
+                        format!(
+                            "{:?} needs tokens, but [auth] sets neither hmac_secret nor \
+                             public_key",
+                            access.as_str()
+                        ),
+                    ));
+                }
+            }
+            if ns.history_size > MAX_HISTORY {
+                return Err(invalid(
+                    key("history_size"),
+                    format!("at most {MAX_HISTORY}, got {}", ns.history_size),
+                ));
+            }
+            if ns.history_size > 0 && ns.history_ttl.is_zero() {
+                return Err(invalid(
+                    key("history_ttl"),
+                    "must be longer than zero when history_size is above zero".into(),
+                ));
+            }
+        }
+        if !self.auth.hmac_secret.is_empty() && !self.auth.public_key.as_os_str().is_empty() {
+            return Err(invalid(
+                "auth.public_key".into(),
+                "set either auth.hmac_secret or auth.public_key, not both".into(),
+            ));
+        }
+        if !self.auth.hmac_secret.is_empty() && self.auth.hmac_secret.len() < 32 {
+            return Err(invalid(
+                "auth.hmac_secret".into(),
+                "an HS256 secret must be at least 32 bytes (try `openssl rand -hex 32`)".into(),
+            ));
+        }
+        for (i, origin) in self.server.allowed_origins.iter().enumerate() {
+            let ok = (origin.starts_with("http://") || origin.starts_with("https://"))
+                && !origin.ends_with('/');
+            if !ok {
+                return Err(invalid(
+                    format!("server.allowed_origins[{i}]"),
+                    format!(
+                        "expected an origin such as \"https://app.example.com\" (scheme, host, \
+                         optional port, no path), got {origin:?}"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The effective config as TOML, for `wsd --print-config`.
     pub fn to_toml(&self) -> String {
         // Serializing plain structs of strings, numbers and durations cannot fail.
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
     }
 }
+
+/// The most publications a namespace may keep per channel.
+pub const MAX_HISTORY: usize = 1_000_000;
 
 /// toml's errors span several lines (a source excerpt with a caret); a log line
 /// or a terminal message reads better as one.

@@ -24,6 +24,7 @@
 //! `protocol` depends on nothing of ours.
 
 pub mod bench;
+pub mod channels;
 pub mod client;
 pub mod config;
 pub mod exit;
