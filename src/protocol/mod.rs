@@ -55,6 +55,11 @@ pub mod code {
     pub const POLICY: u16 = 1008;
     /// Something went wrong on our side (also used for a peer that stops answering).
     pub const INTERNAL_ERROR: u16 = 1011;
+    /// The server restarts; reconnect (we also send it when a subscriber
+    /// missed publications it cannot be told about otherwise).
+    pub const SERVICE_RESTART: u16 = 1012;
+    /// Overloaded or a dependency is down; try again later.
+    pub const TRY_AGAIN_LATER: u16 = 1013;
 }
 
 /// Whether `code` may appear in a close frame on the wire (RFC 6455 section 7.4).
