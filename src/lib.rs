@@ -23,10 +23,12 @@
 //! `config`, `tls` -> `protocol`, `units`. Nothing depends on a binary, and
 //! `protocol` depends on nothing of ours.
 
+pub mod auth;
 pub mod bench;
 pub mod channels;
 pub mod client;
 pub mod config;
+pub mod engine;
 pub mod exit;
 pub mod protocol;
 pub mod server;

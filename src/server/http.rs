@@ -1,5 +1,6 @@
 //! The actix-web application: the upgrade handler that admits or refuses a
-//! connection before any actor exists, `/healthz` and `/metrics`.
+//! connection before any actor exists, `/healthz`, `/metrics`, and the
+//! channel endpoints (`api`).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -11,10 +12,13 @@ use actix_web::http::{Method, StatusCode, header};
 use actix_web::{App, HttpRequest, HttpResponse, web};
 
 use super::admission::Admission;
+use super::api;
 use super::metrics::Metrics;
 use super::outbox::ConnSocket;
 use super::registry::{Registry, Shutdown, Stats};
-use super::session::{Session, Setup, describe_peer};
+use super::session::{PubSubSetup, Session, Setup, describe_peer};
+use crate::auth::{AuthError, Verifier};
+use crate::channels::Channels;
 use crate::config::{Config, SessionConfig};
 use crate::protocol::handshake::{self, Refusal, UpgradeRequest};
 
@@ -26,27 +30,42 @@ pub struct AppState {
     registry: Addr<Registry>,
     admission: Admission,
     metrics: Arc<Metrics>,
+    channels: Arc<Channels>,
+    verifier: Option<Arc<Verifier>>,
     started: Instant,
 }
 
 impl AppState {
-    /// Builds the shared state and starts the registry actor on the current
-    /// actix system (so call it from inside one, e.g. `#[actix_web::main]`).
-    pub fn new(config: Config) -> Self {
+    /// Builds the shared state and starts the registry actor and the channel
+    /// engine on the current actix system (so call it from inside one, e.g.
+    /// `#[actix_web::main]`). Fails when `[auth]`'s key file is unusable.
+    pub fn new(config: Config) -> Result<Self, AuthError> {
+        let verifier = Verifier::new(&config.auth)?.map(Arc::new);
         let metrics = Arc::new(Metrics::new());
         let registry = Registry::new(metrics.clone()).start();
-        AppState {
+        let channels = Channels::start(&config.channels, metrics.channels.clone());
+        Ok(AppState {
+            channels,
+            verifier,
             admission: Admission::new(config.server.max_connections),
             session: Arc::new(config.session.clone()),
             config: Arc::new(config),
             registry,
             metrics,
             started: Instant::now(),
-        }
+        })
     }
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    pub fn channels(&self) -> &Arc<Channels> {
+        &self.channels
+    }
+
+    pub(crate) fn verifier(&self) -> Option<&Verifier> {
+        self.verifier.as_deref()
     }
 
     /// Tells every session to close with 1001 and waits up to `timeout` for
@@ -71,10 +90,29 @@ pub fn app(
     >,
 > {
     let path = state.config.server.path.clone();
+    let channels = state.config.channels.path.clone();
     App::new()
         .app_data(web::Data::new(state))
         .route("/healthz", web::get().to(healthz))
         .route("/metrics", web::get().to(metrics))
+        .service(
+            web::resource(channels.as_str())
+                .route(web::get().to(api::root))
+                .route(web::post().to(api::publish_many)),
+        )
+        .service(
+            web::resource(format!("{channels}/{{names}}"))
+                .route(web::get().to(api::named))
+                .route(web::post().to(api::publish_one)),
+        )
+        .route(
+            &format!("{channels}/{{name}}/history"),
+            web::get().to(api::history),
+        )
+        .route(
+            &format!("{channels}/{{name}}/presence"),
+            web::get().to(api::presence),
+        )
         .route(&path, web::route().to(upgrade))
 }
 
@@ -127,10 +165,52 @@ async fn upgrade(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    let accept = match check_handshake(&req) {
+    upgrade_session(&req, payload, &state, None, None)
+}
+
+/// Whether a browser's `Origin` may open a WebSocket: any, when
+/// `server.allowed_origins` is empty; requests without one are not from a
+/// browser and are not affected.
+fn origin_allowed(req: &HttpRequest, allowed: &[String]) -> bool {
+    if allowed.is_empty() {
+        return true;
+    }
+    match req.headers().get(header::ORIGIN) {
+        None => true,
+        Some(origin) => allowed
+            .iter()
+            .any(|a| a.as_bytes().eq_ignore_ascii_case(origin.as_bytes())),
+    }
+}
+
+/// Runs the handshake's checks and admission, then starts the session:
+/// the echo server without `pubsub`, a channel connection with it.
+/// `protocol` is the subprotocol to answer with.
+pub(crate) fn upgrade_session(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+    pubsub: Option<PubSubSetup>,
+    protocol: Option<&'static str>,
+) -> HttpResponse {
+    let accept = match check_handshake(req) {
         Ok(accept) => accept,
         Err(refusal) => return refusal_response(refusal),
     };
+    if !origin_allowed(req, &state.config.server.allowed_origins) {
+        log::info!(
+            "refused upgrade from {}: origin {:?} is not in server.allowed_origins",
+            describe_peer(req.peer_addr()),
+            req.headers()
+                .get(header::ORIGIN)
+                .map(|o| String::from_utf8_lossy(o.as_bytes()).into_owned())
+                .unwrap_or_default()
+        );
+        return HttpResponse::Forbidden().json(serde_json::json!({"error": {
+            "code": "forbidden",
+            "message": "this origin may not open WebSockets here (server.allowed_origins)",
+        }}));
+    }
     let Some(slot) = state.admission.try_admit() else {
         state.metrics.connections_rejected.inc();
         log::warn!(
@@ -151,12 +231,16 @@ async fn upgrade(
             registry: state.registry.clone(),
             metrics: state.metrics.clone(),
             slot,
+            pubsub,
         },
     );
-    HttpResponse::SwitchingProtocols()
-        .upgrade("websocket")
-        .insert_header((header::SEC_WEBSOCKET_ACCEPT, accept))
-        .streaming(body)
+    let mut res = HttpResponse::SwitchingProtocols();
+    res.upgrade("websocket")
+        .insert_header((header::SEC_WEBSOCKET_ACCEPT, accept));
+    if let Some(protocol) = protocol {
+        res.insert_header((header::SEC_WEBSOCKET_PROTOCOL, protocol));
+    }
+    res.streaming(body)
 }
 
 async fn healthz(state: web::Data<AppState>) -> HttpResponse {
@@ -166,6 +250,8 @@ async fn healthz(state: web::Data<AppState>) -> HttpResponse {
             "sessions": report.sessions,
             "max_connections": state.admission.max(),
             "oldest_session_secs": report.oldest_session_secs,
+            "channels": state.channels.channel_count(),
+            "engine": state.channels.health().as_str(),
             "uptime_secs": state.started.elapsed().as_secs(),
             "version": env!("CARGO_PKG_VERSION"),
         })),

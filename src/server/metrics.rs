@@ -13,6 +13,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use super::session::CloseCause;
+use crate::channels::ChannelMetrics;
 
 impl EncodeLabelValue for CloseCause {
     fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
@@ -37,6 +38,7 @@ pub struct Metrics {
     pub bytes_received: Counter,
     pub bytes_sent: Counter,
     pub connections_rejected: Counter,
+    pub channels: ChannelMetrics,
 }
 
 impl Default for Metrics {
@@ -48,7 +50,9 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::default();
+        let channels = ChannelMetrics::register(&mut registry);
         let metrics = Metrics {
+            channels,
             sessions_active: Gauge::default(),
             sessions_opened: Counter::default(),
             sessions_closed: Family::default(),

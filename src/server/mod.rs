@@ -2,6 +2,7 @@
 //!
 //! - `http`: the actix-web [`app`] (upgrade handler, `/healthz`, `/metrics`)
 //!   and [`AppState`], what its handlers share.
+//! - `api`: the channel endpoints: WebSocket subscriptions and the HTTP API.
 //! - `session`: the actor that owns one WebSocket connection, and
 //!   [`CloseCause`].
 //! - `outbox`: a session's bounded send queue and the response body that
@@ -15,6 +16,7 @@
 //! ([`run`]): stop accepting, close every session with 1001, wait, exit.
 
 mod admission;
+mod api;
 mod http;
 mod metrics;
 mod outbox;
@@ -49,6 +51,9 @@ pub enum ServeError {
     /// that names it.
     #[error("key `{key}`: {source}")]
     Tls { key: &'static str, source: TlsError },
+    /// `[auth]`'s public key file cannot be used.
+    #[error("key `auth.public_key`: {0}")]
+    Auth(#[from] crate::auth::AuthError),
     #[error("the session registry stopped during shutdown: {0}")]
     Registry(MailboxError),
     #[error("server error: {0}")]
@@ -68,7 +73,7 @@ impl ServeError {
 
     /// Whether the message should be prefixed with the config file's name.
     pub fn is_config(&self) -> bool {
-        matches!(self, ServeError::Tls { .. })
+        matches!(self, ServeError::Tls { .. } | ServeError::Auth(_))
     }
 }
 
@@ -96,7 +101,7 @@ impl Server {
         // such, not as a failure halfway through starting.
         let tls = config.tls.as_ref().map(load_tls).transpose()?;
         check_file_limit(config.server.max_connections);
-        let state = AppState::new(config.clone());
+        let state = AppState::new(config.clone())?;
         let factory_state = state.clone();
         // The kernel's backstop for output that stalls after the session has
         // gone (its close frame still queued): later than the session's own

@@ -103,6 +103,35 @@ impl TestWsd {
         self.client.get(format!("http://{}{path}", self.addr))
     }
 
+    /// A POST to this server (plain HTTP).
+    pub fn post(&self, path: &str) -> awc::ClientRequest {
+        assert!(!self.tls, "TestWsd::post speaks plain HTTP");
+        self.client.post(format!("http://{}{path}", self.addr))
+    }
+
+    /// Connects to `path` (with its query) with tokio-tungstenite.
+    pub async fn connect_to(&self, path: &str) -> Ws {
+        let url = format!("ws://{}{path}", self.addr());
+        let (ws, _) = tokio::time::timeout(BOUND, tokio_tungstenite::connect_async(url))
+            .await
+            .expect("connect timed out")
+            .unwrap_or_else(|e| panic!("connect to {path} failed: {e}"));
+        ws
+    }
+
+    /// Waits (bounded) until `wsd_subscriptions_active` is `n`.
+    pub async fn wait_subscriptions(&self, n: u64) {
+        let ok = wait_until(BOUND, || async {
+            self.metric("wsd_subscriptions_active").await == Some(n as f64)
+        })
+        .await;
+        assert!(
+            ok,
+            "subscriptions stayed at {:?}, expected {n}",
+            self.metric("wsd_subscriptions_active").await
+        );
+    }
+
     pub fn addr(&self) -> std::net::SocketAddr {
         self.addr
     }

@@ -16,6 +16,10 @@
 //! that must close while stalled resets the connection, since its close frame
 //! could never be written.
 
+mod pubsub;
+
+pub(crate) use pubsub::PubSubSetup;
+
 use std::borrow::Cow;
 use std::cell::Cell;
 use std::net::SocketAddr;
@@ -35,7 +39,9 @@ use super::metrics::{Metrics, Traffic};
 use super::outbox::{Body, ConnSocket, Outbox, Progress, TransportClosed};
 use super::registry::{Connect, Disconnect, GoingAway, Registry};
 use crate::config::SessionConfig;
+use crate::engine::Kind;
 use crate::protocol::{self, CloseFrame, Decoder, Event, Role, Violation, code, opcode};
+use pubsub::PubSub;
 use crate::server::admission::Slot;
 
 /// Session ids are unique for the life of the process, so log lines about one
@@ -62,6 +68,12 @@ pub enum CloseCause {
     SlowConsumer,
     /// The server is shutting down.
     Shutdown,
+    /// The client's token expired (4001).
+    TokenExpired,
+    /// The client did what its channel rules do not allow (1008).
+    Refused,
+    /// The channel engine could not be used (1013).
+    Unavailable,
     /// The TCP connection ended without a closing handshake.
     Abnormal,
 }
@@ -77,6 +89,9 @@ impl CloseCause {
             CloseCause::HeartbeatTimeout => "heartbeat_timeout",
             CloseCause::SlowConsumer => "slow_consumer",
             CloseCause::Shutdown => "shutdown",
+            CloseCause::TokenExpired => "token_expired",
+            CloseCause::Refused => "refused",
+            CloseCause::Unavailable => "unavailable",
             CloseCause::Abnormal => "abnormal",
         }
     }
@@ -99,6 +114,8 @@ pub(crate) struct Setup {
     pub registry: Addr<Registry>,
     pub metrics: Arc<Metrics>,
     pub slot: Slot,
+    /// Channel mode; `None` is the echo server.
+    pub pubsub: Option<PubSubSetup>,
 }
 
 /// The per-connection actor.
@@ -124,6 +141,7 @@ pub(crate) struct Session {
     closing: bool,
     ending: Option<Ending>,
     traffic: Traffic,
+    pubsub: Option<PubSub>,
 }
 
 impl Session {
@@ -145,7 +163,11 @@ impl Session {
             let decoder = Decoder::new(Role::Server, setup.config.max_message_size);
             ctx.add_stream(Frames::new(payload, decoder, heard.clone()));
             let now = Instant::now();
+            let pubsub = setup
+                .pubsub
+                .map(|ps| PubSub::new(ps, outbox.clone(), ctx.address()));
             Session {
+                pubsub,
                 id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
                 peer: setup.peer,
                 started: now,
@@ -239,14 +261,16 @@ impl Session {
         &mut self,
         ctx: &mut Context<Self>,
         code: u16,
-        reason: &'static str,
+        reason: impl Into<Cow<'static, str>>,
         cause: CloseCause,
     ) {
         if self.closing {
             return;
         }
+        let reason = reason.into();
+        let queued = self.send_close(Some((code, &reason)));
         self.end(cause, code, reason);
-        if !self.send_close(Some((code, reason))) {
+        if !queued {
             // It cannot be told; there is nothing to wait for.
             ctx.stop();
             return;
@@ -262,12 +286,12 @@ impl Session {
         });
     }
 
-    fn end(&mut self, cause: CloseCause, code: u16, reason: &'static str) {
+    fn end(&mut self, cause: CloseCause, code: u16, reason: impl Into<Cow<'static, str>>) {
         if self.ending.is_none() {
             self.ending = Some(Ending {
                 cause,
                 code,
-                reason: Cow::Borrowed(reason),
+                reason: reason.into(),
             });
         }
     }
@@ -320,6 +344,9 @@ impl Session {
                 if self.closing {
                     return;
                 }
+                if self.pubsub.is_some() {
+                    return self.pubsub_message(Kind::Text, text, ctx);
+                }
                 // The decoder has validated the UTF-8, and the prefix is a
                 // `String`, so the reply is valid text without re-checking.
                 let prefix = self.config.reply_prefix.as_bytes();
@@ -333,6 +360,9 @@ impl Session {
                 self.traffic.bytes_received += bytes.len() as u64;
                 if self.closing {
                     return;
+                }
+                if self.pubsub.is_some() {
+                    return self.pubsub_message(Kind::Binary, bytes, ctx);
                 }
                 self.traffic.messages_sent += 1;
                 self.traffic.bytes_sent += bytes.len() as u64;
@@ -394,9 +424,11 @@ impl Actor for Session {
             addr: ctx.address().recipient(),
         });
         ctx.run_interval(self.config.heartbeat_interval, Self::tick);
+        self.pubsub_started(ctx);
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
+        self.pubsub_stopped();
         self.traffic.flush(&self.metrics);
         self.outbox.finish();
         // The peer closed and heard from us just now: its reply leaves with
