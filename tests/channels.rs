@@ -3,12 +3,14 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::{BOUND, TestWsd, Ws, next_message, raw, test_config};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
+use tokio::io::AsyncReadExt;
 use tokio_tungstenite::tungstenite::Message;
+use wsd::auth::{Grant, Signer};
 use wsd::config::{Access, Config, NamespaceConfig};
 
 fn namespace(name: &str) -> NamespaceConfig {
@@ -58,7 +60,9 @@ async fn json_msg(ws: &mut Ws) -> Value {
 }
 
 async fn command(ws: &mut Ws, command: Value) -> Value {
-    ws.send(Message::text(command.to_string())).await.expect("send");
+    ws.send(Message::text(command.to_string()))
+        .await
+        .expect("send");
     loop {
         let msg = json_msg(ws).await;
         if msg.get("id") == command.get("id") && msg.get("ok").is_some() {
@@ -86,11 +90,17 @@ async fn plain_subscribers_get_exactly_the_published_data_text_and_binary() {
     assert_eq!(text(&mut a).await, "hello");
     assert_eq!(text(&mut b).await, "hello");
     publish(&wsd, "other", "application/octet-stream", b"\x00\x01\xff").await;
-    assert_eq!(next_message(&mut b).await, Message::binary(&b"\x00\x01\xff"[..]));
+    assert_eq!(
+        next_message(&mut b).await,
+        Message::binary(&b"\x00\x01\xff"[..])
+    );
     let answer = publish(&wsd, "room", "application/json", b"{\"n\":1}").await;
     assert_eq!(answer["offset"], 2);
     assert_eq!(text(&mut a).await, "{\"n\":1}");
-    assert_eq!(wsd.metric("wsd_publications_total{source=\"http\"}").await, Some(3.0));
+    assert_eq!(
+        wsd.metric("wsd_publications_total{source=\"http\"}").await,
+        Some(3.0)
+    );
 }
 
 #[actix_rt::test]
@@ -104,7 +114,10 @@ async fn a_client_publishes_to_its_channel_and_hears_its_own_publication() {
     assert_eq!(text(&mut a).await, "hi from a");
     b.send(Message::binary(vec![1u8, 2, 3])).await.unwrap();
     assert_eq!(next_message(&mut a).await, Message::binary(vec![1u8, 2, 3]));
-    assert_eq!(wsd.metric("wsd_publications_total{source=\"ws\"}").await, Some(2.0));
+    assert_eq!(
+        wsd.metric("wsd_publications_total{source=\"ws\"}").await,
+        Some(2.0)
+    );
 }
 
 #[actix_rt::test]
@@ -120,7 +133,11 @@ async fn publishing_where_the_namespace_forbids_it_closes_with_1008_naming_the_r
     match next_message(&mut sub).await {
         Message::Close(Some(frame)) => {
             assert_eq!(u16::from(frame.code), 1008);
-            assert!(frame.reason.contains("publish = \"nobody\""), "{}", frame.reason);
+            assert!(
+                frame.reason.contains("publish = \"nobody\""),
+                "{}",
+                frame.reason
+            );
         }
         other => panic!("expected close, got {other:?}"),
     }
@@ -237,24 +254,49 @@ async fn json_mode_delivers_objects_and_answers_commands() {
     assert!(d["time"].as_u64().unwrap() > 1_700_000_000_000);
     publish(&wsd, "j", "application/octet-stream", b"\xff").await;
     assert_eq!(json_msg(&mut ws).await["data_b64"], "/w==");
-    let reply = command(&mut ws, json!({"id": "p", "op": "publish", "channel": "j", "data": [1, 2]})).await;
+    let reply = command(
+        &mut ws,
+        json!({"id": "p", "op": "publish", "channel": "j", "data": [1, 2]}),
+    )
+    .await;
     assert_eq!(reply["ok"], true);
     assert_eq!(reply["offset"], 3);
     // The publisher is subscribed: its publication arrives, as JSON.
     let mine = json_msg(&mut ws).await;
     assert_eq!(mine["data"], json!([1, 2]));
-    let reply = command(&mut ws, json!({"id": 4, "op": "unsubscribe", "channel": "j"})).await;
+    let reply = command(
+        &mut ws,
+        json!({"id": 4, "op": "unsubscribe", "channel": "j"}),
+    )
+    .await;
     assert_eq!(reply["ok"], true);
-    let reply = command(&mut ws, json!({"id": 5, "op": "unsubscribe", "channel": "j"})).await;
+    let reply = command(
+        &mut ws,
+        json!({"id": 5, "op": "unsubscribe", "channel": "j"}),
+    )
+    .await;
     assert_eq!(reply["error"]["code"], "not_subscribed");
-    let reply = command(&mut ws, json!({"id": 6, "op": "subscribe", "channel": "x:y"})).await;
+    let reply = command(
+        &mut ws,
+        json!({"id": 6, "op": "subscribe", "channel": "x:y"}),
+    )
+    .await;
     assert_eq!(reply["error"]["code"], "unknown_namespace");
     let reply = command(&mut ws, json!({"id": 7, "op": "jump"})).await;
     assert_eq!(reply["error"]["code"], "bad_request");
     // The subprotocol selects JSON mode too.
-    let (_, status, head) = raw::handshake(wsd.addr(), "/channels/j", &["Sec-WebSocket-Protocol: wsd.json"]).await;
+    let (_, status, head) = raw::handshake(
+        wsd.addr(),
+        "/channels/j",
+        &["Sec-WebSocket-Protocol: wsd.json"],
+    )
+    .await;
     assert_eq!(status, 101);
-    assert!(head.to_ascii_lowercase().contains("sec-websocket-protocol: wsd.json"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("sec-websocket-protocol: wsd.json"),
+        "{head}"
+    );
 }
 
 #[actix_rt::test]
@@ -305,12 +347,20 @@ async fn max_subscribers_is_enforced_per_channel() {
     match next_message(&mut c).await {
         Message::Close(Some(frame)) => {
             assert_eq!(u16::from(frame.code), 1008);
-            assert!(frame.reason.contains("max_subscribers = 2"), "{}", frame.reason);
+            assert!(
+                frame.reason.contains("max_subscribers = 2"),
+                "{}",
+                frame.reason
+            );
         }
         other => panic!("expected close, got {other:?}"),
     }
     let mut d = wsd.connect_to("/channels?format=json").await;
-    let reply = command(&mut d, json!({"id": 1, "op": "subscribe", "channel": "full"})).await;
+    let reply = command(
+        &mut d,
+        json!({"id": 1, "op": "subscribe", "channel": "full"}),
+    )
+    .await;
     assert_eq!(reply["error"]["code"], "limit");
     // Another channel is not affected.
     let _e = wsd.connect_to("/channels/other").await;
@@ -325,7 +375,11 @@ async fn presence_lists_members_and_tells_joins_and_leaves() {
     };
     let wsd = TestWsd::start(config_with(vec![namespace(""), room]));
     let mut a = wsd.connect_to("/channels?format=json").await;
-    let reply = command(&mut a, json!({"id": 1, "op": "subscribe", "channel": "room:1"})).await;
+    let reply = command(
+        &mut a,
+        json!({"id": 1, "op": "subscribe", "channel": "room:1"}),
+    )
+    .await;
     assert_eq!(reply["ok"], true);
     let own = json_msg(&mut a).await;
     assert_eq!(own["event"], "join");
@@ -335,7 +389,11 @@ async fn presence_lists_members_and_tells_joins_and_leaves() {
     assert_eq!(join["channel"], "room:1");
     let b_conn = join["conn"].as_str().unwrap().to_owned();
     assert_ne!(b_conn, own["conn"].as_str().unwrap());
-    let reply = command(&mut a, json!({"id": 2, "op": "presence", "channel": "room:1"})).await;
+    let reply = command(
+        &mut a,
+        json!({"id": 2, "op": "presence", "channel": "room:1"}),
+    )
+    .await;
     assert_eq!(reply["members"].as_array().unwrap().len(), 2);
     let mut res = wsd.get("/channels/room:1/presence").send().await.unwrap();
     let listed: Value = res.json().await.unwrap();
@@ -345,7 +403,11 @@ async fn presence_lists_members_and_tells_joins_and_leaves() {
     assert_eq!(leave["event"], "leave");
     assert_eq!(leave["conn"], b_conn);
     // Presence off: the command says so.
-    let reply = command(&mut a, json!({"id": 3, "op": "presence", "channel": "lobby"})).await;
+    let reply = command(
+        &mut a,
+        json!({"id": 3, "op": "presence", "channel": "lobby"}),
+    )
+    .await;
     assert_eq!(reply["error"]["code"], "bad_request");
 }
 
@@ -469,8 +531,7 @@ async fn a_slow_subscriber_is_ended_while_a_hundred_fast_ones_get_every_publicat
     config.server.max_connections = 1000;
     let wsd = TestWsd::start(config);
     // A subscriber that never reads, with a tiny receive buffer.
-    let socket =
-        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
     socket.connect(&wsd.addr().into()).unwrap();
     socket.set_nonblocking(true).unwrap();
@@ -518,4 +579,187 @@ async fn a_slow_subscriber_is_ended_while_a_hundred_fast_ones_get_every_publicat
     .await;
     assert!(ended, "the slow subscriber was not ended");
     wsd.wait_subscriptions(100).await;
+}
+
+const SECRET: &str = "a-test-secret-of-32-bytes-or-more";
+
+/// A server with tokens on: `tok:` grants by the token's claims, `member:`
+/// lets any valid token in.
+fn token_config() -> Config {
+    let tok = NamespaceConfig {
+        subscribe: Access::Token,
+        publish: Access::Token,
+        ..namespace("tok")
+    };
+    let member = NamespaceConfig {
+        subscribe: Access::Authenticated,
+        ..namespace("member")
+    };
+    let mut config = config_with(vec![namespace(""), tok, member]);
+    config.auth.hmac_secret = SECRET.into();
+    config
+}
+
+fn token(subscribe: &[&str], publish: &[&str], exp: u64) -> String {
+    let grant = Grant {
+        sub: "ann".into(),
+        subscribe: subscribe.iter().map(|s| s.to_string()).collect(),
+        publish: publish.iter().map(|s| s.to_string()).collect(),
+        ..Grant::default()
+    };
+    Signer::hmac(SECRET.as_bytes())
+        .expect("signer")
+        .sign_expiring(&grant, exp)
+        .expect("sign")
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+}
+
+/// A refused upgrade's status and its JSON error body.
+async fn refused_json(wsd: &TestWsd, path: &str, extra: &[&str]) -> (u16, Value) {
+    let (mut stream, status, head) = raw::handshake(wsd.addr(), path, extra).await;
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse().ok())?
+        })
+        .unwrap_or_else(|| panic!("no content-length in {head}"));
+    let mut body = vec![0u8; length];
+    tokio::time::timeout(BOUND, stream.read_exact(&mut body))
+        .await
+        .expect("body timed out")
+        .expect("body");
+    (status, serde_json::from_slice(&body).expect("a JSON error"))
+}
+
+#[actix_rt::test]
+async fn tokens_are_checked_on_the_upgrade_and_grant_what_their_claims_say() {
+    let wsd = TestWsd::start(token_config());
+    let hour = now_secs() + 3600;
+    let good = token(&["tok:room.*"], &["tok:room.lobby"], hour);
+
+    // No token where one is needed: 401 naming the rule.
+    let (status, body) = refused_json(&wsd, "/channels/tok:room.a", &[]).await;
+    assert_eq!(status, 401);
+    assert_eq!(body["error"]["code"], "unauthorized");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("subscribe = \"token\""),
+        "{body}"
+    );
+
+    // Expired (no leeway by default), badly signed, malformed: 401, told apart.
+    let expired = token(&["tok:room.*"], &[], now_secs() - 1);
+    let forged = Signer::hmac(b"not-the-secret-not-the-secret-!!")
+        .unwrap()
+        .sign_expiring(
+            &Grant {
+                sub: "eve".into(),
+                ..Grant::default()
+            },
+            hour,
+        )
+        .unwrap();
+    for (token, why) in [
+        (&expired, "token_expired"),
+        (&forged, "bad_signature"),
+        (&"x.y.z".to_owned(), "malformed_token"),
+    ] {
+        let (status, body) =
+            refused_json(&wsd, &format!("/channels/tok:room.a?token={token}"), &[]).await;
+        assert_eq!(status, 401, "{why}");
+        assert!(
+            body["error"]["message"].as_str().unwrap().starts_with(why),
+            "{why}: {body}"
+        );
+    }
+
+    // Valid, but the channel is not in the claims: 403.
+    let (status, body) =
+        refused_json(&wsd, &format!("/channels/tok:other?token={good}"), &[]).await;
+    assert_eq!(status, 403);
+    assert_eq!(body["error"]["code"], "forbidden");
+    // `*` is exactly one segment.
+    let (status, _) =
+        refused_json(&wsd, &format!("/channels/tok:room.a.b?token={good}"), &[]).await;
+    assert_eq!(status, 403);
+
+    // Granted: by query string, and by header.
+    let mut a = wsd
+        .connect_to(&format!("/channels/tok:room.lobby?token={good}"))
+        .await;
+    let bearer = format!("Authorization: Bearer {good}");
+    let (_by_header, status, _) =
+        raw::handshake(wsd.addr(), "/channels/tok:room.a", &[&bearer]).await;
+    assert_eq!(status, 101);
+    // `authenticated`: any valid token.
+    let (_member, status, _) =
+        raw::handshake(wsd.addr(), &format!("/channels/member:x?token={good}"), &[]).await;
+    assert_eq!(status, 101);
+    let (status, _) = refused_json(&wsd, "/channels/member:x", &[]).await;
+    assert_eq!(status, 401);
+
+    // Publishing follows the `publish` claim.
+    wsd.wait_subscriptions(3).await;
+    a.send(Message::text("allowed")).await.unwrap();
+    assert_eq!(text(&mut a).await, "allowed");
+    let mut b = wsd
+        .connect_to(&format!("/channels/tok:room.b?token={good}"))
+        .await;
+    wsd.wait_subscriptions(4).await;
+    b.send(Message::text("not allowed")).await.unwrap();
+    match next_message(&mut b).await {
+        Message::Close(Some(frame)) => {
+            assert_eq!(u16::from(frame.code), 1008);
+            assert!(frame.reason.contains("publish"), "{}", frame.reason);
+        }
+        other => panic!("expected close, got {other:?}"),
+    }
+}
+
+#[actix_rt::test]
+async fn a_connection_is_closed_with_4001_when_its_token_expires() {
+    let wsd = TestWsd::start(token_config());
+    let exp = now_secs() + 2;
+    let short = token(&["tok:room.a"], &[], exp);
+    let mut ws = wsd
+        .connect_to(&format!("/channels/tok:room.a?token={short}"))
+        .await;
+    // Still live before expiry.
+    wsd.wait_subscriptions(1).await;
+    publish(&wsd, "tok:room.a", "text/plain", b"before").await;
+    assert_eq!(text(&mut ws).await, "before");
+    let frame = loop {
+        match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+            Ok(Some(Ok(Message::Close(Some(frame))))) => break frame,
+            Ok(Some(Ok(_))) => continue,
+            other => panic!("expected a close, got {other:?}"),
+        }
+    };
+    let at = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    assert_eq!(u16::from(frame.code), 4001);
+    assert_eq!(frame.reason, "token expired");
+    // Not before `exp`, and (generously, for a loaded machine) soon after.
+    assert!(
+        at >= Duration::from_secs(exp),
+        "closed early: {at:?} < {exp}"
+    );
+    assert!(
+        at < Duration::from_secs(exp + 3),
+        "closed late: {at:?} vs {exp}"
+    );
+    let counted = common::wait_until(BOUND, || async {
+        wsd.closed("token_expired").await == Some(1.0)
+    })
+    .await;
+    assert!(counted, "the close is counted as token_expired");
 }

@@ -126,6 +126,78 @@ const BAD: &[(&str, &str, &str, &str)] = &[
         "expected one of",
     ),
     ("not toml", "[server\nbind = 1\n", "", "bad.toml"),
+    (
+        "bad channels path",
+        "[channels]\npath = \"channels\"\n",
+        "channels.path",
+        "starting with '/'",
+    ),
+    (
+        "channels path same as server path",
+        "[channels]\npath = \"/ws\"\n[server]\npath = \"/ws\"\n",
+        "channels.path",
+        "must differ from server.path",
+    ),
+    (
+        "short API key",
+        "[channels]\napi_keys = [\"0123456789abcdef\", \"short\"]\n",
+        "channels.api_keys[1]",
+        "at least 16 characters",
+    ),
+    (
+        "bad namespace name",
+        "[[channels.namespace]]\nname = \"a:b\"\n",
+        "channels.namespace[0].name",
+        "a:b",
+    ),
+    (
+        "namespace twice",
+        "[[channels.namespace]]\nname = \"x\"\n[[channels.namespace]]\nname = \"x\"\n",
+        "channels.namespace[1].name",
+        "defined twice",
+    ),
+    (
+        "bad access value",
+        "[[channels.namespace]]\nname = \"\"\nsubscribe = \"friends\"\n",
+        "channels.namespace[0].subscribe",
+        "unknown variant",
+    ),
+    (
+        "tokens needed but no auth",
+        "[[channels.namespace]]\nname = \"\"\npublish = \"token\"\n",
+        "channels.namespace[0].publish",
+        "needs tokens",
+    ),
+    (
+        "history kept for no time",
+        "[[channels.namespace]]\nname = \"\"\nhistory_size = 10\nhistory_ttl = \"0s\"\n",
+        "channels.namespace[0].history_ttl",
+        "longer than zero",
+    ),
+    (
+        "history too long",
+        "[[channels.namespace]]\nname = \"\"\nhistory_size = 100000000\n",
+        "channels.namespace[0].history_size",
+        "at most",
+    ),
+    (
+        "short hmac secret",
+        "[auth]\nhmac_secret = \"tooshort\"\n",
+        "auth.hmac_secret",
+        "at least 32 bytes",
+    ),
+    (
+        "both token keys",
+        "[auth]\nhmac_secret = \"0123456789abcdef0123456789abcdef\"\npublic_key = \"k.pem\"\n",
+        "auth.public_key",
+        "not both",
+    ),
+    (
+        "bad origin",
+        "[server]\nallowed_origins = [\"https://ok.example/\"]\n",
+        "server.allowed_origins[0]",
+        "no path",
+    ),
 ];
 
 #[test]

@@ -497,3 +497,67 @@ fn it_serves_ipv6_loopback() {
         (TEXT, &b"Server received: v6"[..])
     );
 }
+
+#[test]
+fn an_unusable_token_key_file_exits_2_naming_the_file_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("junk.pem"), "not a key").unwrap();
+    for (file, problem) in [("missing.pem", "cannot read"), ("junk.pem", "no RSA or EC")] {
+        let path = write_config(
+            dir.path(),
+            &format!("[server]\nbind = \"127.0.0.1:0\"\n[auth]\npublic_key = \"{file}\"\n"),
+        );
+        let out = run(wsd().current_dir(dir.path()).arg("--config").arg(&path));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        let want = format!("wsd: {}: key `auth.public_key`: ", path.display());
+        let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with(&want)).collect();
+        assert_eq!(lines.len(), 1, "{stderr}");
+        assert!(
+            lines[0].contains(file) && lines[0].contains(problem),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
+fn wsd_token_prints_a_token_the_server_accepts() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "0123456789abcdef0123456789abcdef";
+    let path = write_config(dir.path(), &format!("[auth]\nhmac_secret = \"{secret}\"\n"));
+    let out = run(wsd()
+        .args([
+            "token",
+            "--sub",
+            "ann",
+            "--ttl",
+            "10m",
+            "--subscribe",
+            "tok:room.*",
+        ])
+        .arg("--config")
+        .arg(&path));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap();
+    let config = wsd::config::Config::load(&path).unwrap();
+    let verifier = wsd::auth::Verifier::new(&config.auth).unwrap().unwrap();
+    let claims = verifier
+        .verify(token.trim())
+        .expect("the server accepts it");
+    assert_eq!(claims.sub, "ann");
+    assert!(claims.may_subscribe(&wsd::channels::ChannelName::parse("tok:room.7").unwrap()));
+
+    // Without a secret (or --key) there is nothing to sign with: usage error.
+    let empty = write_config(dir.path(), "");
+    let out = run(wsd()
+        .args(["token", "--sub", "ann"])
+        .arg("--config")
+        .arg(&empty));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("hmac_secret"));
+}

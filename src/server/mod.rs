@@ -51,8 +51,8 @@ pub enum ServeError {
     /// that names it.
     #[error("key `{key}`: {source}")]
     Tls { key: &'static str, source: TlsError },
-    /// `[auth]`'s public key file cannot be used.
-    #[error("key `auth.public_key`: {0}")]
+    /// `[auth]`'s key cannot be used.
+    #[error("key `{key}`: {0}", key = .0.config_key())]
     Auth(#[from] crate::auth::AuthError),
     #[error("the session registry stopped during shutdown: {0}")]
     Registry(MailboxError),
