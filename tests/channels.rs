@@ -94,12 +94,18 @@ async fn plain_subscribers_get_exactly_the_published_data_text_and_binary() {
         next_message(&mut b).await,
         Message::binary(&b"\x00\x01\xff"[..])
     );
+    // What `curl -d` sends by default is text; no Content-Type is binary.
+    publish(&wsd, "room", "application/x-www-form-urlencoded", b"curl").await;
+    assert_eq!(text(&mut a).await, "curl");
+    let res = wsd.post("/channels/room").send_body("raw").await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(next_message(&mut a).await, Message::binary(&b"raw"[..]));
     let answer = publish(&wsd, "room", "application/json", b"{\"n\":1}").await;
-    assert_eq!(answer["offset"], 2);
+    assert_eq!(answer["offset"], 4);
     assert_eq!(text(&mut a).await, "{\"n\":1}");
     assert_eq!(
         wsd.metric("wsd_publications_total{source=\"http\"}").await,
-        Some(3.0)
+        Some(5.0)
     );
 }
 

@@ -487,3 +487,44 @@ impl TapStdinDrop for Child {
         self
     }
 }
+
+#[actix_web::test]
+async fn wsc_is_a_channel_client_through_the_url_alone() {
+    use futures_util::StreamExt;
+    let wsd = TestWsd::start(test_config());
+    let url = format!("ws://{}/channels/chat", wsd.addr());
+    let mut child = wsc(&[&url]).spawn().expect("spawn wsc");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut other = wsd.connect_to("/channels/chat").await;
+    wsd.wait_subscriptions(2).await;
+
+    // A publication over HTTP reaches wsc's stdout.
+    let res = wsd
+        .post("/channels/chat")
+        .send_body("from the backend")
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let line = tokio::time::timeout(BOUND, lines.next_line())
+        .await
+        .expect("line in time");
+    assert_eq!(line.unwrap().as_deref(), Some("from the backend"));
+
+    // A line on wsc's stdin is published to everyone on the channel, wsc too.
+    stdin.write_all(b"hello from wsc\n").await.unwrap();
+    for want in ["from the backend", "hello from wsc"] {
+        let got = tokio::time::timeout(BOUND, other.next()).await;
+        match got.expect("delivery in time") {
+            Some(Ok(Message::Text(t))) => assert_eq!(t.as_str(), want),
+            other => panic!("expected {want:?}, got {other:?}"),
+        }
+    }
+    let line = tokio::time::timeout(BOUND, lines.next_line())
+        .await
+        .expect("line in time");
+    assert_eq!(line.unwrap().as_deref(), Some("hello from wsc"));
+    drop(stdin);
+    let r = finish(child).await;
+    assert_eq!((r.code, r.stderr.as_str()), (0, ""));
+}

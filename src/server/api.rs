@@ -337,7 +337,9 @@ fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ChannelError> {
     Ok(Some(key.to_owned()))
 }
 
-/// What a body is, by its `Content-Type`: text for `text/*`, JSON for JSON
+/// What a body is, by its `Content-Type`: text for `text/*` and for
+/// `application/x-www-form-urlencoded` (what `curl -d` sends unless told
+/// otherwise, so `curl -d hello` publishes the text "hello"), JSON for JSON
 /// (checked), binary otherwise.
 fn kind_of(req: &HttpRequest, body: &[u8]) -> Result<Kind, ChannelError> {
     let content_type = req
@@ -351,7 +353,7 @@ fn kind_of(req: &HttpRequest, body: &[u8]) -> Result<Kind, ChannelError> {
         serde_json::from_slice::<serde::de::IgnoredAny>(body)
             .map_err(|e| bad(format!("the body is not JSON: {e}")))?;
         Ok(Kind::Json)
-    } else if essence.starts_with("text/") {
+    } else if essence.starts_with("text/") || essence == "application/x-www-form-urlencoded" {
         std::str::from_utf8(body).map_err(|e| bad(format!("the body is not UTF-8: {e}")))?;
         Ok(Kind::Text)
     } else {
