@@ -9,8 +9,15 @@ pub const MAX_NAME: usize = 255;
 /// A channel name that passed [`ChannelName::parse`]: 1-255 bytes of
 /// `A-Z a-z 0-9 _ - . : @`. Cheap to clone (the text is shared), because the
 /// same name is held by the engine, the hubs and every subscription.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ChannelName(Arc<str>);
+
+/// Quoted like a string, because refusals show names with `{:?}` to users.
+impl fmt::Debug for ChannelName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
 
 /// Why a channel name was refused; the message quotes the name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
