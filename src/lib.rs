@@ -9,8 +9,16 @@
 //!   rules, the strict incremental frame decoder, the frame encoders. Shared
 //!   by server and client.
 //! - [`server`]: everything of `wsd` between a socket and a session: the
-//!   actix-web app, the session actor and its output queue, the registry,
-//!   admission, metrics, and `run` (listening, signals, graceful shutdown).
+//!   actix-web app, the session actor (echo and channel sessions) and its
+//!   output queue, the channels' HTTP API, the registry, admission, metrics,
+//!   and `run` (listening, signals, graceful shutdown).
+//! - [`channels`]: publish/subscribe on this node: channel names, namespace
+//!   rules, JSON-mode commands, the routing table and the per-worker hubs
+//!   that queue each publication into its subscribers' send queues.
+//! - [`engine`]: where offsets, epochs, history and presence live, behind a
+//!   small trait; the in-memory engine is the default.
+//! - [`auth`]: connection tokens (JWTs): verifying, channel patterns, signing
+//!   for `wsd token`.
 //! - [`tls`]: rustls configs for wss:// (server and client) from PEM files,
 //!   and the local CA behind `wsd gen-cert`.
 //! - [`client`]: `wsc`'s library side: options and handshake (awc), the
@@ -20,7 +28,8 @@
 //! - [`exit`]: the process exit codes both binaries use.
 //!
 //! Dependencies run one way: binaries -> `server`, `client`, `bench` ->
-//! `config`, `tls` -> `protocol`, `units`. Nothing depends on a binary, and
+//! `channels` -> `engine`, `auth` -> `config`, `tls` -> `protocol`, `units`
+//! (`engine` and `auth` use one thing of `channels`: the name type). Nothing depends on a binary, and
 //! `protocol` depends on nothing of ours.
 
 pub mod auth;
