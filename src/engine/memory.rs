@@ -519,7 +519,7 @@ mod tests {
             conn: "1".into(),
         };
         engine.presence_add(&c, m.clone()).await.unwrap();
-        assert_eq!(engine.presence(&c).await.unwrap(), [m.clone()]);
+        assert_eq!(engine.presence(&c).await.unwrap(), std::slice::from_ref(&m));
         engine.presence_remove(&c, m.clone()).await.unwrap();
         assert!(engine.presence(&c).await.unwrap().is_empty());
         let events: Vec<bool> = sink
