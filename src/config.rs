@@ -25,6 +25,7 @@ pub struct Config {
     pub log: LogConfig,
     pub channels: ChannelsConfig,
     pub auth: AuthConfig,
+    pub engine: EngineConfig,
     /// When present, wsd serves wss:// (and https) instead of ws://.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsConfig>,
@@ -141,6 +142,50 @@ impl Access {
             Access::Authenticated => "authenticated",
             Access::Token => "token",
             Access::Nobody => "nobody",
+        }
+    }
+}
+
+/// The `[engine]` section: where channels keep offsets, history and
+/// presence, and how publications reach other instances.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineConfig {
+    pub kind: EngineKind,
+    pub redis: RedisConfig,
+}
+
+/// Which engine.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    /// In this process: one instance.
+    #[default]
+    Memory,
+    /// Shared through Redis: several instances.
+    Redis,
+}
+
+/// `[engine.redis]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisConfig {
+    /// `redis://`, `rediss://` (TLS) or `redis+unix:///path`.
+    pub url: String,
+    /// Prefix of every key and pub/sub channel, so that several deployments
+    /// can share one Redis.
+    pub prefix: String,
+    /// How long the presence members of an instance that died linger.
+    #[serde(with = "human_duration")]
+    pub presence_ttl: Duration,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        RedisConfig {
+            url: "redis://127.0.0.1:6379".into(),
+            prefix: "wsd".into(),
+            presence_ttl: Duration::from_secs(30),
         }
     }
 }
@@ -408,6 +453,7 @@ impl Config {
             ));
         }
         self.validate_channels(path)?;
+        self.validate_engine(path)?;
         if self.log.level.parse::<log::LevelFilter>().is_err() {
             return Err(invalid(
                 "log.level",
@@ -510,6 +556,50 @@ impl Config {
                     ),
                 ));
             }
+        }
+        Ok(())
+    }
+
+    /// The `[engine]` rules.
+    fn validate_engine(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            key: key.into(),
+            message,
+        };
+        let r = &self.engine.redis;
+        let scheme_ok = ["redis://", "rediss://", "redis+unix://", "unix://"]
+            .iter()
+            .any(|s| r.url.starts_with(s));
+        if !scheme_ok || redis::Client::open(r.url.as_str()).is_err() {
+            return Err(invalid(
+                "engine.redis.url",
+                format!(
+                    "expected a URL such as \"redis://127.0.0.1:6379\", \"rediss://host:6380\" \
+                     or \"redis+unix:///run/redis.sock\", got {:?}",
+                    r.url
+                ),
+            ));
+        }
+        let prefix_ok = !r.prefix.is_empty()
+            && r.prefix.len() <= 64
+            && r.prefix
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'{' && b != b'}');
+        if !prefix_ok {
+            return Err(invalid(
+                "engine.redis.prefix",
+                format!(
+                    "expected 1-64 printable characters without spaces or braces, got {:?}",
+                    r.prefix
+                ),
+            ));
+        }
+        if r.presence_ttl < Duration::from_secs(1) {
+            return Err(invalid(
+                "engine.redis.presence_ttl",
+                format!("must be at least 1s, got {:?}", r.presence_ttl),
+            ));
         }
         Ok(())
     }

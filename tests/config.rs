@@ -193,6 +193,30 @@ const BAD: &[(&str, &str, &str, &str)] = &[
         "not both",
     ),
     (
+        "unknown engine",
+        "[engine]\nkind = \"etcd\"\n",
+        "engine.kind",
+        "unknown variant",
+    ),
+    (
+        "bad redis url",
+        "[engine.redis]\nurl = \"http://127.0.0.1:6379\"\n",
+        "engine.redis.url",
+        "redis://127.0.0.1:6379",
+    ),
+    (
+        "bad redis prefix",
+        "[engine.redis]\nprefix = \"a b\"\n",
+        "engine.redis.prefix",
+        "printable",
+    ),
+    (
+        "presence ttl too short",
+        "[engine.redis]\npresence_ttl = \"100ms\"\n",
+        "engine.redis.presence_ttl",
+        "at least 1s",
+    ),
+    (
         "bad origin",
         "[server]\nallowed_origins = [\"https://ok.example/\"]\n",
         "server.allowed_origins[0]",
