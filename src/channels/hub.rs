@@ -8,6 +8,10 @@
 //! queue is full is told (it ends as a slow consumer) and skipped from then
 //! on; the others never wait for it.
 //!
+//! A gap (publications the engine lost and cannot replay) reaches a JSON
+//! subscriber as an event; a plain one is closed with 1012, to reconnect
+//! with `since`.
+//!
 //! A new subscriber starts *pending*: deliveries for it are kept aside while
 //! its history is read, then replayed after the history, minus what the
 //! history already held. So a recovering subscriber sees no gap and no
@@ -31,6 +35,9 @@ pub trait Subscriber {
     fn push(&self, frame: &Frame) -> bool;
     /// The queue was full: the session must end as a slow consumer.
     fn overflowed(&self);
+    /// Publications were lost and plain mode cannot say so: the session
+    /// must close with 1012 so that its client reconnects with `since`.
+    fn lost(&self);
 }
 
 struct Sub {
@@ -97,6 +104,14 @@ impl Sub {
             Delivery::Presence(event) => match self.format {
                 Format::Json => event.frame(),
                 Format::Plain => return Outcome::Skipped,
+            },
+            Delivery::Gap(gap) => match self.format {
+                Format::Json => gap.frame(),
+                Format::Plain => {
+                    self.dead = true;
+                    self.subscriber.lost();
+                    return Outcome::Skipped;
+                }
             },
         };
         self.queue(frame)

@@ -20,10 +20,10 @@ use super::hub::{Hub, Subscriber};
 use super::metrics::{ChannelMetrics, Source};
 use super::router::Router;
 use super::rules::{self, Rules};
-use crate::config::{ChannelsConfig, NamespaceConfig};
+use crate::config::{ChannelsConfig, EngineConfig, EngineKind, NamespaceConfig};
 use crate::engine::{
     ChannelState, Engine, Format, Health, History, HistoryQuery, Kind, Member, MemoryEngine,
-    Position, PublishRequest, Published, Receipt,
+    Position, PublishRequest, Published, Receipt, RedisEngine, RedisMetrics,
 };
 
 /// Where a new subscription starts.
@@ -65,17 +65,36 @@ pub struct Channels {
 }
 
 impl Channels {
-    /// Starts the service on the embedded engine (call inside a tokio
-    /// runtime: the engine's sweeper runs on it).
-    pub fn start(config: &ChannelsConfig, metrics: ChannelMetrics) -> Arc<Channels> {
+    /// Starts the service on the configured engine (call inside a tokio
+    /// runtime: the memory engine's sweeper runs on it). The Redis engine
+    /// starts even when Redis is unreachable (it is down until it answers);
+    /// only a URL it cannot use at all is an error.
+    pub fn start(
+        config: &ChannelsConfig,
+        engine: &EngineConfig,
+        metrics: ChannelMetrics,
+        redis_metrics: RedisMetrics,
+    ) -> Result<Arc<Channels>, String> {
         let router = Arc::new(Router::new(metrics.subscriptions_active.clone()));
-        let engine = MemoryEngine::start(router.clone(), metrics.channels_active.clone());
-        Arc::new(Channels {
+        let active = metrics.channels_active.clone();
+        let engine: Arc<dyn Engine> = match engine.kind {
+            EngineKind::Memory => MemoryEngine::start(router.clone(), active),
+            EngineKind::Redis => {
+                RedisEngine::start(&engine.redis, router.clone(), redis_metrics, active)?
+            }
+        };
+        Ok(Arc::new(Channels {
             rules: Rules::new(&config.namespace),
             engine,
             router,
             metrics,
-        })
+        }))
+    }
+
+    /// This node's id when several share the engine (see
+    /// [`Engine::node_id`]).
+    pub fn node_id(&self) -> Option<&str> {
+        self.engine.node_id()
     }
 
     pub fn rules(&self) -> &Rules {

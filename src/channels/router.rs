@@ -131,7 +131,7 @@ impl Sink for Router {
             .map_or(&[][..], |r| &r.hubs[..]);
         let receipt = match &delivery {
             Delivery::Publication(_, receipt) => receipt.as_ref(),
-            Delivery::Presence(_) => None,
+            Delivery::Presence(_) | Delivery::Gap(_) => None,
         };
         // Told before any hub can answer.
         if let Some(receipt) = receipt {

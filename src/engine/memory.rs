@@ -96,7 +96,7 @@ impl State {
 }
 
 /// A random epoch: 9 bytes, as 12 URL-safe characters.
-fn new_epoch() -> Arc<str> {
+pub(super) fn new_epoch() -> Arc<str> {
     let mut bytes = [0u8; 9];
     if getrandom::fill(&mut bytes).is_err() {
         // No OS randomness: fall back on the clock, which still differs

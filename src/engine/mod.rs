@@ -4,6 +4,7 @@
 //! - `publication`: the data that crosses the seam ([`Publication`],
 //!   [`Delivery`], [`Position`], [`Member`]).
 //! - `memory`: the embedded in-memory engine, for one instance (the default).
+//! - `redis/`: several instances sharing channels through Redis.
 //!
 //! A node (one `wsd` process) tells the engine which channels it listens to
 //! ([`Engine::subscribe`]); the engine hands each publication on such a
@@ -12,6 +13,7 @@
 
 mod memory;
 mod publication;
+mod redis;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -22,8 +24,10 @@ use bytes::Bytes;
 
 pub use memory::MemoryEngine;
 pub use publication::{
-    Delivery, Format, Frame, Kind, Member, Position, PresenceEvent, Publication, Receipt, now_ms,
+    Delivery, Format, Frame, Gap, Kind, Member, Position, PresenceEvent, Publication, Receipt,
+    now_ms,
 };
+pub use redis::{RedisEngine, RedisMetrics};
 
 use crate::channels::ChannelName;
 
@@ -155,4 +159,11 @@ pub trait Engine: Send + Sync + 'static {
     fn channels(&self, only: Option<&ChannelName>) -> EngineFuture<Vec<ChannelState>>;
 
     fn health(&self) -> Health;
+
+    /// This node's id among the nodes sharing the engine, so that ids made
+    /// here (presence `conn`s) are unique across them; `None` when the
+    /// engine serves one node.
+    fn node_id(&self) -> Option<&str> {
+        None
+    }
 }

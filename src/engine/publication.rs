@@ -204,11 +204,47 @@ impl PresenceEvent {
     }
 }
 
+/// Publications on a channel were lost between the engine and this node
+/// (a networked engine's connection dropped, or its pub/sub skipped some)
+/// and cannot be replayed: its subscribers must be told.
+#[derive(Debug)]
+pub struct Gap {
+    pub channel: ChannelName,
+    frame: OnceLock<Frame>,
+}
+
+impl Gap {
+    pub fn new(channel: ChannelName) -> Gap {
+        Gap {
+            channel,
+            frame: OnceLock::new(),
+        }
+    }
+
+    /// `{"channel":"c","event":"gap","recovered":false}`, for JSON mode,
+    /// encoded once.
+    pub fn frame(&self) -> &Frame {
+        self.frame.get_or_init(|| {
+            let json = serde_json::json!({
+                "channel": self.channel.as_str(),
+                "event": "gap",
+                "recovered": false,
+            })
+            .to_string();
+            (
+                protocol::server_frame(opcode::TEXT, &[json.as_bytes()]),
+                None,
+            )
+        })
+    }
+}
+
 /// What the engine hands to this node's subscribers.
 #[derive(Debug, Clone)]
 pub enum Delivery {
     Publication(Arc<Publication>, Option<Arc<Receipt>>),
     Presence(Arc<PresenceEvent>),
+    Gap(Arc<Gap>),
 }
 
 impl Delivery {
@@ -216,6 +252,7 @@ impl Delivery {
         match self {
             Delivery::Publication(p, _) => &p.channel,
             Delivery::Presence(e) => &e.channel,
+            Delivery::Gap(g) => &g.channel,
         }
     }
 }

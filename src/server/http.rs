@@ -20,6 +20,7 @@ use super::session::{PubSubSetup, Session, Setup, describe_peer};
 use crate::auth::{AuthError, Verifier};
 use crate::channels::Channels;
 use crate::config::{Config, SessionConfig};
+use crate::engine::Health;
 use crate::protocol::handshake::{self, Refusal, UpgradeRequest};
 
 /// Everything the handlers share: one per server, cloned into each worker.
@@ -35,15 +36,31 @@ pub struct AppState {
     started: Instant,
 }
 
+/// Why the shared state cannot be built: a config problem found only when
+/// it is used.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("key `{key}`: {0}", key = .0.config_key())]
+    Auth(#[from] AuthError),
+    #[error("key `engine.redis.url`: {0}")]
+    Engine(String),
+}
+
 impl AppState {
     /// Builds the shared state and starts the registry actor and the channel
     /// engine on the current actix system (so call it from inside one, e.g.
     /// `#[actix_web::main]`). Fails when `[auth]`'s key file is unusable.
-    pub fn new(config: Config) -> Result<Self, AuthError> {
+    pub fn new(config: Config) -> Result<Self, StartError> {
         let verifier = Verifier::new(&config.auth)?.map(Arc::new);
         let metrics = Arc::new(Metrics::new());
         let registry = Registry::new(metrics.clone()).start();
-        let channels = Channels::start(&config.channels, metrics.channels.clone());
+        let channels = Channels::start(
+            &config.channels,
+            &config.engine,
+            metrics.channels.clone(),
+            metrics.redis.clone(),
+        )
+        .map_err(StartError::Engine)?;
         Ok(AppState {
             channels,
             verifier,
@@ -244,14 +261,25 @@ pub(crate) fn upgrade_session(
 }
 
 async fn healthz(state: web::Data<AppState>) -> HttpResponse {
+    // A load balancer takes an instance whose engine is down out of
+    // rotation: it could not publish or subscribe.
+    let engine = state.channels.health();
     match state.registry.send(Stats).await {
-        Ok(report) => HttpResponse::Ok().json(serde_json::json!({
-            "status": if report.shutting_down { "shutting_down" } else { "ok" },
+        Ok(report) => HttpResponse::build(match engine {
+            Health::Up => StatusCode::OK,
+            Health::Down => StatusCode::SERVICE_UNAVAILABLE,
+        })
+        .json(serde_json::json!({
+            "status": match (report.shutting_down, engine) {
+                (true, _) => "shutting_down",
+                (false, Health::Down) => "engine_down",
+                (false, Health::Up) => "ok",
+            },
             "sessions": report.sessions,
             "max_connections": state.admission.max(),
             "oldest_session_secs": report.oldest_session_secs,
             "channels": state.channels.channel_count(),
-            "engine": state.channels.health().as_str(),
+            "engine": engine.as_str(),
             "uptime_secs": state.started.elapsed().as_secs(),
             "version": env!("CARGO_PKG_VERSION"),
         })),

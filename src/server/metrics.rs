@@ -14,6 +14,7 @@ use prometheus_client::registry::Registry;
 
 use super::session::CloseCause;
 use crate::channels::ChannelMetrics;
+use crate::engine::RedisMetrics;
 
 impl EncodeLabelValue for CloseCause {
     fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
@@ -39,6 +40,7 @@ pub struct Metrics {
     pub bytes_sent: Counter,
     pub connections_rejected: Counter,
     pub channels: ChannelMetrics,
+    pub redis: RedisMetrics,
 }
 
 impl Default for Metrics {
@@ -51,8 +53,10 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::default();
         let channels = ChannelMetrics::register(&mut registry);
+        let redis = RedisMetrics::register(&mut registry);
         let metrics = Metrics {
             channels,
+            redis,
             sessions_active: Gauge::default(),
             sessions_opened: Counter::default(),
             sessions_closed: Family::default(),

@@ -51,9 +51,9 @@ pub enum ServeError {
     /// that names it.
     #[error("key `{key}`: {source}")]
     Tls { key: &'static str, source: TlsError },
-    /// `[auth]`'s key cannot be used.
-    #[error("key `{key}`: {0}", key = .0.config_key())]
-    Auth(#[from] crate::auth::AuthError),
+    /// `[auth]`'s key or `[engine]`'s URL cannot be used.
+    #[error(transparent)]
+    Start(#[from] http::StartError),
     #[error("the session registry stopped during shutdown: {0}")]
     Registry(MailboxError),
     #[error("server error: {0}")]
@@ -73,7 +73,7 @@ impl ServeError {
 
     /// Whether the message should be prefixed with the config file's name.
     pub fn is_config(&self) -> bool {
-        matches!(self, ServeError::Tls { .. } | ServeError::Auth(_))
+        matches!(self, ServeError::Tls { .. } | ServeError::Start(_))
     }
 }
 

@@ -74,6 +74,9 @@ pub enum CloseCause {
     Refused,
     /// The channel engine could not be used (1013).
     Unavailable,
+    /// The engine lost publications a plain-mode subscriber cannot be told
+    /// about (1012).
+    Gap,
     /// The TCP connection ended without a closing handshake.
     Abnormal,
 }
@@ -92,6 +95,7 @@ impl CloseCause {
             CloseCause::TokenExpired => "token_expired",
             CloseCause::Refused => "refused",
             CloseCause::Unavailable => "unavailable",
+            CloseCause::Gap => "gap",
             CloseCause::Abnormal => "abnormal",
         }
     }

@@ -60,6 +60,12 @@ struct Joined {
 #[rtype(result = "()")]
 pub(super) struct Overflowed;
 
+/// Publications this plain-mode session should have had were lost: close
+/// with 1012 so that the client reconnects and recovers with `since`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(super) struct Lost;
+
 /// How the hub reaches a session: its send queue, and its address for the
 /// one message it may need.
 pub(super) struct SessionSink {
@@ -74,6 +80,10 @@ impl Subscriber for SessionSink {
 
     fn overflowed(&self) {
         self.addr.do_send(Overflowed);
+    }
+
+    fn lost(&self) {
+        self.addr.do_send(Lost);
     }
 }
 
@@ -100,7 +110,11 @@ impl PubSub {
                 .as_ref()
                 .map(|c| c.sub.clone())
                 .unwrap_or_default(),
-            conn: id.to_string(),
+            // Unique across the instances sharing the engine.
+            conn: match self.channels.node_id() {
+                Some(node) => format!("{node}-{id}"),
+                None => id.to_string(),
+            },
         }
     }
 }
@@ -472,6 +486,26 @@ impl Session {
                     act.send(json_frame(&reply), ctx);
                 }));
             }
+        }
+    }
+}
+
+impl Handler<Lost> for Session {
+    type Result = ();
+
+    fn handle(&mut self, _: Lost, ctx: &mut Self::Context) {
+        if self.ending.is_none() {
+            log::info!(
+                "session {} from {}: publications lost in the engine; closing with 1012",
+                self.id,
+                self.peer()
+            );
+            self.begin_close(
+                ctx,
+                code::SERVICE_RESTART,
+                "service restart",
+                CloseCause::Gap,
+            );
         }
     }
 }
