@@ -502,6 +502,7 @@ async fn wsc_is_a_channel_client_through_the_url_alone() {
     // A publication over HTTP reaches wsc's stdout.
     let res = wsd
         .post("/channels/chat")
+        .insert_header(("content-type", "text/plain"))
         .send_body("from the backend")
         .await
         .unwrap();

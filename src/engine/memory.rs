@@ -529,7 +529,7 @@ mod tests {
             .iter()
             .map(|d| match d {
                 Delivery::Presence(e) => e.join,
-                Delivery::Publication(..) => panic!("publication"),
+                other => panic!("not a presence event: {other:?}"),
             })
             .collect();
         assert_eq!(events, [true, false]);
