@@ -122,7 +122,7 @@ async fn message(inner: &Arc<Inner>, data: Vec<Value>) {
     let Some(channel) = inner.channel_of(&name) else {
         return;
     };
-    match wire::decode(&channel, &payload) {
+    match wire::decode(&channel, payload.into()) {
         Some(Message::Publication {
             publication,
             origin,

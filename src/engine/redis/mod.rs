@@ -228,7 +228,7 @@ impl Inner {
         let mut publications = Vec::new();
         for item in items {
             let raw = text(Some(item))?;
-            match wire::decode(channel, &raw) {
+            match wire::decode(channel, raw.into()) {
                 Some(wire::Message::Publication { publication, .. }) => {
                     publications.push(Arc::new(publication))
                 }

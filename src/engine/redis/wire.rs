@@ -48,41 +48,43 @@ pub fn kind_char(kind: Kind) -> &'static str {
 
 /// Decodes a message of `channel`. `None` for anything malformed (another
 /// program writing into our prefix): it is logged and skipped by the caller.
-pub fn decode(channel: &ChannelName, message: &[u8]) -> Option<Message> {
+/// The data is a slice of `message`, not a copy.
+pub fn decode(channel: &ChannelName, message: Bytes) -> Option<Message> {
     let (&tag, rest) = message.split_first()?;
     match tag {
         b'P' => {
-            let mut fields = rest.splitn(6, |&b| b == b':');
-            let offset = number(fields.next()?)?;
-            let time_ms = number(fields.next()?)?;
-            let kind = match fields.next()? {
+            // Five `:`-terminated fields, then the data.
+            let mut fields: [&[u8]; 5] = [&[]; 5];
+            let mut at = 1;
+            for field in &mut fields {
+                let len = message[at..].iter().position(|&b| b == b':')?;
+                *field = &message[at..at + len];
+                at += len + 1;
+            }
+            let [offset, time_ms, kind, epoch, origin] = fields;
+            let kind = match kind {
                 b"t" => Kind::Text,
                 b"b" => Kind::Binary,
                 b"j" => Kind::Json,
                 _ => return None,
             };
-            let epoch = std::str::from_utf8(fields.next()?).ok()?;
-            let origin = std::str::from_utf8(fields.next()?).ok()?;
-            let (node, seq) = origin.split_once('/')?;
-            let data = fields.next()?;
-            if kind != Kind::Binary && std::str::from_utf8(data).is_err() {
+            let (node, seq) = std::str::from_utf8(origin).ok()?.split_once('/')?;
+            let origin = Origin {
+                node: node.to_owned(),
+                seq: seq.parse().ok()?,
+            };
+            let epoch: Arc<str> = Arc::from(std::str::from_utf8(epoch).ok()?);
+            let (offset, time_ms) = (number(offset)?, number(time_ms)?);
+            let data = message.slice(at..);
+            if kind != Kind::Binary && std::str::from_utf8(&data).is_err() {
                 return None;
             }
-            let mut publication = Publication::new(
-                channel.clone(),
-                offset,
-                Arc::from(epoch),
-                kind,
-                Bytes::copy_from_slice(data),
-                Instant::now(),
-            );
+            let mut publication =
+                Publication::new(channel.clone(), offset, epoch, kind, data, Instant::now());
             publication.time_ms = time_ms;
             Some(Message::Publication {
                 publication,
-                origin: Origin {
-                    node: node.to_owned(),
-                    seq: seq.parse().ok()?,
-                },
+                origin,
             })
         }
         b'J' | b'L' => Some(Message::Presence {
@@ -107,7 +109,11 @@ mod tests {
 
     #[test]
     fn a_publication_decodes_with_colons_in_its_data() {
-        let m = decode(&name(), b"P7:1700000000123:t:AbC-_d:n1/42:a:b:c").unwrap();
+        let m = decode(
+            &name(),
+            Bytes::from_static(b"P7:1700000000123:t:AbC-_d:n1/42:a:b:c"),
+        )
+        .unwrap();
         let Message::Publication {
             publication: p,
             origin,
@@ -138,7 +144,7 @@ mod tests {
         // As the presence scripts write them.
         let mut message = b"L".to_vec();
         message.extend_from_slice(serde_json::to_string(&member).unwrap().as_bytes());
-        match decode(&name(), &message) {
+        match decode(&name(), Bytes::from(message)) {
             Some(Message::Presence { join, member: m }) => {
                 assert!(!join);
                 assert_eq!(m, member);
@@ -153,7 +159,10 @@ mod tests {
             b"P1:2:q:e:n/1:d",
             b"P1:2:t:e:n/1:\xff",
         ] {
-            assert!(decode(&name(), junk).is_none(), "{junk:?}");
+            assert!(
+                decode(&name(), Bytes::copy_from_slice(junk)).is_none(),
+                "{junk:?}"
+            );
         }
     }
 }
