@@ -82,7 +82,9 @@ pub fn parse(text: &[u8]) -> Result<Command, BadCommand> {
         error: bad(format!("not a command: {e}")),
     })?;
     let id = raw.id.clone();
-    op(raw).map(|op| Command { id: id.clone(), op }).map_err(|error| BadCommand { id, error })
+    op(raw)
+        .map(|op| Command { id: id.clone(), op })
+        .map_err(|error| BadCommand { id, error })
 }
 
 fn op(raw: Raw) -> Result<Op, ChannelError> {
@@ -112,7 +114,11 @@ fn op(raw: Raw) -> Result<Op, ChannelError> {
                             .map_err(|e| bad(format!("\"data_b64\" is not base64: {e}")))?,
                     ),
                 ),
-                _ => return Err(bad("\"publish\" needs exactly one of \"data\" and \"data_b64\"")),
+                _ => {
+                    return Err(bad(
+                        "\"publish\" needs exactly one of \"data\" and \"data_b64\"",
+                    ));
+                }
             };
             Op::Publish {
                 channel: channel()?,
@@ -171,8 +177,9 @@ mod tests {
 
     #[test]
     fn commands_parse() {
-        let c = parse(br#"{"id":1,"op":"subscribe","channel":"c","since":{"offset":7,"epoch":"e"}}"#)
-            .unwrap();
+        let c =
+            parse(br#"{"id":1,"op":"subscribe","channel":"c","since":{"offset":7,"epoch":"e"}}"#)
+                .unwrap();
         assert_eq!(c.id, 1);
         assert_eq!(
             c.op,
@@ -185,22 +192,37 @@ mod tests {
             }
         );
         let text = parse(br#"{"id":"a","op":"publish","channel":"c","data":"hi"}"#).unwrap();
-        assert!(matches!(text.op, Op::Publish { kind: Kind::Text, ref data, .. } if &data[..] == b"hi"));
+        assert!(
+            matches!(text.op, Op::Publish { kind: Kind::Text, ref data, .. } if &data[..] == b"hi")
+        );
         let json = parse(br#"{"op":"publish","channel":"c","data":{"x": [1, 2]}}"#).unwrap();
-        assert!(matches!(json.op, Op::Publish { kind: Kind::Json, ref data, .. } if &data[..] == br#"{"x": [1, 2]}"#));
+        assert!(
+            matches!(json.op, Op::Publish { kind: Kind::Json, ref data, .. } if &data[..] == br#"{"x": [1, 2]}"#)
+        );
         assert_eq!(json.id, Value::Null);
         let bin = parse(br#"{"op":"publish","channel":"c","data_b64":"AP8="}"#).unwrap();
-        assert!(matches!(bin.op, Op::Publish { kind: Kind::Binary, ref data, .. } if &data[..] == b"\x00\xff"));
+        assert!(
+            matches!(bin.op, Op::Publish { kind: Kind::Binary, ref data, .. } if &data[..] == b"\x00\xff")
+        );
     }
 
     #[test]
     fn bad_commands_keep_their_id() {
         for (text, id) in [
-            (&br#"{"id":5,"op":"dance","channel":"c"}"#[..], Value::from(5)),
+            (
+                &br#"{"id":5,"op":"dance","channel":"c"}"#[..],
+                Value::from(5),
+            ),
             (br#"{"id":6,"op":"subscribe"}"#, Value::from(6)),
-            (br#"{"id":7,"op":"subscribe","channel":"a b"}"#, Value::from(7)),
+            (
+                br#"{"id":7,"op":"subscribe","channel":"a b"}"#,
+                Value::from(7),
+            ),
             (br#"{"id":8,"op":"publish","channel":"c"}"#, Value::from(8)),
-            (br#"{"id":9,"op":"subscribe","channel":"c","extra":1}"#, Value::from(9)),
+            (
+                br#"{"id":9,"op":"subscribe","channel":"c","extra":1}"#,
+                Value::from(9),
+            ),
             (br#"not json"#, Value::Null),
         ] {
             let e = parse(text).unwrap_err();

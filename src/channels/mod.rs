@@ -25,12 +25,12 @@ mod node;
 mod router;
 mod rules;
 
+pub use command::{
+    BadCommand, Command, Op, error as error_reply, ok as ok_reply, parse as parse_command,
+};
 pub use error::{ChannelError, ErrorCode};
 pub use hub::Subscriber;
 pub use metrics::{ChannelMetrics, Source};
 pub use name::{ChannelName, MAX_NAME, NameError, check_namespace_name};
 pub use node::{ChannelInfo, Channels, Publish, Start};
 pub use rules::Action;
-pub use command::{
-    BadCommand, Command, Op, error as error_reply, ok as ok_reply, parse as parse_command,
-};

@@ -14,16 +14,16 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
+use super::ChannelName;
 use super::error::{ChannelError, ErrorCode};
 use super::hub::{Hub, Subscriber};
 use super::metrics::{ChannelMetrics, Source};
 use super::router::Router;
 use super::rules::{self, Rules};
-use super::ChannelName;
 use crate::config::{ChannelsConfig, NamespaceConfig};
 use crate::engine::{
     ChannelState, Engine, Format, Health, History, HistoryQuery, Kind, Member, MemoryEngine,
-    Position, Published, PublishRequest, Receipt,
+    Position, PublishRequest, Published, Receipt,
 };
 
 /// Where a new subscription starts.
@@ -118,7 +118,10 @@ impl Channels {
             .map_err(|limit| {
                 ChannelError::new(
                     ErrorCode::Limit,
-                    format!("channel {channel:?} is full (max_subscribers = {})", limit.0),
+                    format!(
+                        "channel {channel:?} is full (max_subscribers = {})",
+                        limit.0
+                    ),
                 )
             })?;
         hub.join(channel, key, subscriber, format);
@@ -175,10 +178,7 @@ impl Channels {
         publish: Publish,
         count: bool,
     ) -> impl Future<Output = Result<(Published, Option<usize>), ChannelError>> + use<> {
-        let retention = self
-            .rules
-            .namespace(&publish.channel)
-            .map(rules::retention);
+        let retention = self.rules.namespace(&publish.channel).map(rules::retention);
         let (receipt, counted) = if count {
             let (r, rx) = Receipt::new();
             (Some(r), Some(rx))

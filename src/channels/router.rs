@@ -68,7 +68,12 @@ impl Router {
 
     /// Counts one more subscriber on `hub`, unless the channel is at `max`
     /// (0 = no limit). Says whether the hub is new to the channel.
-    pub fn join(&self, channel: &ChannelName, hub: &HubHandle, max: usize) -> Result<bool, AtLimit> {
+    pub fn join(
+        &self,
+        channel: &ChannelName,
+        hub: &HubHandle,
+        max: usize,
+    ) -> Result<bool, AtLimit> {
         let mut shard = self.shard(channel);
         let route = shard.entry(channel.clone()).or_default();
         if max > 0 && route.subscribers >= max {
@@ -102,7 +107,9 @@ impl Router {
 
     /// Local subscribers of one channel.
     pub fn subscribers(&self, channel: &ChannelName) -> usize {
-        self.shard(channel).get(channel).map_or(0, |r| r.subscribers)
+        self.shard(channel)
+            .get(channel)
+            .map_or(0, |r| r.subscribers)
     }
 
     /// Every channel with local subscribers, with their count.
@@ -119,7 +126,9 @@ impl Router {
 impl Sink for Router {
     fn deliver(&self, delivery: Delivery) {
         let shard = self.shard(delivery.channel());
-        let hubs = shard.get(delivery.channel()).map_or(&[][..], |r| &r.hubs[..]);
+        let hubs = shard
+            .get(delivery.channel())
+            .map_or(&[][..], |r| &r.hubs[..]);
         let receipt = match &delivery {
             Delivery::Publication(_, receipt) => receipt.as_ref(),
             Delivery::Presence(_) => None,

@@ -3,8 +3,8 @@
 
 use std::collections::HashMap;
 
-use super::error::{ChannelError, ErrorCode};
 use super::ChannelName;
+use super::error::{ChannelError, ErrorCode};
 use crate::auth::Claims;
 use crate::config::{Access, NamespaceConfig};
 use crate::engine::Retention;

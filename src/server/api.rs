@@ -64,10 +64,16 @@ pub fn api_access(
             "an API key is needed: Authorization: Bearer KEY",
         ));
     };
-    if keys.iter().any(|k| constant_time_eq(k.as_bytes(), presented)) {
+    if keys
+        .iter()
+        .any(|k| constant_time_eq(k.as_bytes(), presented))
+    {
         Ok(())
     } else {
-        Err(ChannelError::new(ErrorCode::Unauthorized, "unknown API key"))
+        Err(ChannelError::new(
+            ErrorCode::Unauthorized,
+            "unknown API key",
+        ))
     }
 }
 
@@ -75,7 +81,9 @@ fn is_loopback(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => v4.is_loopback(),
         // ::1, or an IPv4 loopback address mapped into IPv6.
-        IpAddr::V6(v6) => v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()),
+        IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
     }
 }
 
@@ -125,7 +133,9 @@ pub(crate) async fn root(
     if is_upgrade(&req) {
         return subscribe(&req, payload, &state, None).await;
     }
-    list(&req, &state).await.unwrap_or_else(|e| error_response(&e))
+    list(&req, &state)
+        .await
+        .unwrap_or_else(|e| error_response(&e))
 }
 
 /// `GET {path}/{names}`: subscribe when an upgrade, else the channel's
@@ -319,7 +329,11 @@ fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ChannelError> {
         .to_str()
         .ok()
         .filter(|k| !k.is_empty() && k.len() <= MAX_KEY)
-        .ok_or_else(|| bad(format!("Idempotency-Key must be 1-{MAX_KEY} visible ASCII characters")))?;
+        .ok_or_else(|| {
+            bad(format!(
+                "Idempotency-Key must be 1-{MAX_KEY} visible ASCII characters"
+            ))
+        })?;
     Ok(Some(key.to_owned()))
 }
 

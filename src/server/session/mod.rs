@@ -41,8 +41,8 @@ use super::registry::{Connect, Disconnect, GoingAway, Registry};
 use crate::config::SessionConfig;
 use crate::engine::Kind;
 use crate::protocol::{self, CloseFrame, Decoder, Event, Role, Violation, code, opcode};
-use pubsub::PubSub;
 use crate::server::admission::Slot;
+use pubsub::PubSub;
 
 /// Session ids are unique for the life of the process, so log lines about one
 /// connection can be told apart from another's.

@@ -95,7 +95,11 @@ impl PubSub {
 
     fn member(&self, id: u64) -> Member {
         Member {
-            user: self.claims.as_ref().map(|c| c.sub.clone()).unwrap_or_default(),
+            user: self
+                .claims
+                .as_ref()
+                .map(|c| c.sub.clone())
+                .unwrap_or_default(),
             conn: id.to_string(),
         }
     }
@@ -130,7 +134,12 @@ impl Session {
                 .unwrap_or(Duration::ZERO);
             ctx.run_later(left, |act, ctx| {
                 log::info!("session {} from {}: token expired", act.id, act.peer());
-                act.begin_close(ctx, TOKEN_EXPIRED, "token expired", CloseCause::TokenExpired);
+                act.begin_close(
+                    ctx,
+                    TOKEN_EXPIRED,
+                    "token expired",
+                    CloseCause::TokenExpired,
+                );
             });
         }
         if let Some((channels, start)) = initial {
@@ -160,7 +169,11 @@ impl Session {
     /// connection is closed, since it has no other way to be told.
     fn refuse(&mut self, id: Option<&Value>, error: ChannelError, ctx: &mut Context<Self>) {
         log::info!("session {} from {}: {error}", self.id, self.peer());
-        if self.pubsub.as_ref().is_some_and(|p| p.format == Format::Json) {
+        if self
+            .pubsub
+            .as_ref()
+            .is_some_and(|p| p.format == Format::Json)
+        {
             let reply = error_reply(id.unwrap_or(&Value::Null), &error);
             self.send(json_frame(&reply), ctx);
         } else {
@@ -188,7 +201,9 @@ impl Session {
         ctx: &mut Context<Self>,
     ) {
         let key = self.id;
-        let Some(ps) = self.pubsub.as_mut() else { return };
+        let Some(ps) = self.pubsub.as_mut() else {
+            return;
+        };
         let checked = ps
             .channels
             .rules()
@@ -224,7 +239,9 @@ impl Session {
         ctx: &mut Context<Self>,
     ) {
         let key = self.id;
-        let Some(ps) = self.pubsub.as_mut() else { return };
+        let Some(ps) = self.pubsub.as_mut() else {
+            return;
+        };
         if !ps.joined.iter().any(|j| j.channel == channel) {
             // Unsubscribed while the history was read.
             return;
@@ -263,7 +280,9 @@ impl Session {
 
     fn unsubscribe(&mut self, channel: ChannelName, id: Value, ctx: &mut Context<Self>) {
         let key = self.id;
-        let Some(ps) = self.pubsub.as_mut() else { return };
+        let Some(ps) = self.pubsub.as_mut() else {
+            return;
+        };
         let Some(i) = ps.joined.iter().position(|j| j.channel == channel) else {
             let e = ChannelError::new(
                 ErrorCode::NotSubscribed,
@@ -308,8 +327,12 @@ impl Session {
     }
 
     fn publish_plain(&mut self, kind: Kind, data: Bytes, ctx: &mut Context<Self>) {
-        let Some(ps) = self.pubsub.as_ref() else { return };
-        let Some(channel) = ps.publish_to.clone() else { return };
+        let Some(ps) = self.pubsub.as_ref() else {
+            return;
+        };
+        let Some(channel) = ps.publish_to.clone() else {
+            return;
+        };
         if let Err(e) = ps
             .channels
             .rules()
@@ -335,7 +358,9 @@ impl Session {
     }
 
     fn command(&mut self, Command { id, op }: Command, ctx: &mut Context<Self>) {
-        let Some(ps) = self.pubsub.as_ref() else { return };
+        let Some(ps) = self.pubsub.as_ref() else {
+            return;
+        };
         let channels = ps.channels.clone();
         let claims = ps.claims.clone();
         match op {
@@ -397,7 +422,12 @@ impl Session {
                     },
                     None => HistoryQuery::Last(limit.unwrap_or(ns.history_size)),
                 };
-                let read = async move { channels.history(&channel, query).await.map(|h| (channel, h)) };
+                let read = async move {
+                    channels
+                        .history(&channel, query)
+                        .await
+                        .map(|h| (channel, h))
+                };
                 ctx.spawn(read.into_actor(self).map(move |result, act, ctx| {
                     let reply = match result {
                         Ok((channel, h)) => ok_reply(
