@@ -58,7 +58,9 @@ async fn json_msg(ws: &mut Ws) -> Value {
 }
 
 async fn command(ws: &mut Ws, command: Value) -> Value {
-    ws.send(Message::text(command.to_string())).await.expect("send");
+    ws.send(Message::text(command.to_string()))
+        .await
+        .expect("send");
     loop {
         let msg = json_msg(ws).await;
         if msg.get("id") == command.get("id") && msg.get("ok").is_some() {
@@ -86,11 +88,17 @@ async fn plain_subscribers_get_exactly_the_published_data_text_and_binary() {
     assert_eq!(text(&mut a).await, "hello");
     assert_eq!(text(&mut b).await, "hello");
     publish(&wsd, "other", "application/octet-stream", b"\x00\x01\xff").await;
-    assert_eq!(next_message(&mut b).await, Message::binary(&b"\x00\x01\xff"[..]));
+    assert_eq!(
+        next_message(&mut b).await,
+        Message::binary(&b"\x00\x01\xff"[..])
+    );
     let answer = publish(&wsd, "room", "application/json", b"{\"n\":1}").await;
     assert_eq!(answer["offset"], 2);
     assert_eq!(text(&mut a).await, "{\"n\":1}");
-    assert_eq!(wsd.metric("wsd_publications_total{source=\"http\"}").await, Some(3.0));
+    assert_eq!(
+        wsd.metric("wsd_publications_total{source=\"http\"}").await,
+        Some(3.0)
+    );
 }
 
 #[actix_rt::test]
@@ -104,7 +112,10 @@ async fn a_client_publishes_to_its_channel_and_hears_its_own_publication() {
     assert_eq!(text(&mut a).await, "hi from a");
     b.send(Message::binary(vec![1u8, 2, 3])).await.unwrap();
     assert_eq!(next_message(&mut a).await, Message::binary(vec![1u8, 2, 3]));
-    assert_eq!(wsd.metric("wsd_publications_total{source=\"ws\"}").await, Some(2.0));
+    assert_eq!(
+        wsd.metric("wsd_publications_total{source=\"ws\"}").await,
+        Some(2.0)
+    );
 }
 
 #[actix_rt::test]
@@ -120,7 +131,11 @@ async fn publishing_where_the_namespace_forbids_it_closes_with_1008_naming_the_r
     match next_message(&mut sub).await {
         Message::Close(Some(frame)) => {
             assert_eq!(u16::from(frame.code), 1008);
-            assert!(frame.reason.contains("publish = \"nobody\""), "{}", frame.reason);
+            assert!(
+                frame.reason.contains("publish = \"nobody\""),
+                "{}",
+                frame.reason
+            );
         }
         other => panic!("expected close, got {other:?}"),
     }
@@ -237,24 +252,49 @@ async fn json_mode_delivers_objects_and_answers_commands() {
     assert!(d["time"].as_u64().unwrap() > 1_700_000_000_000);
     publish(&wsd, "j", "application/octet-stream", b"\xff").await;
     assert_eq!(json_msg(&mut ws).await["data_b64"], "/w==");
-    let reply = command(&mut ws, json!({"id": "p", "op": "publish", "channel": "j", "data": [1, 2]})).await;
+    let reply = command(
+        &mut ws,
+        json!({"id": "p", "op": "publish", "channel": "j", "data": [1, 2]}),
+    )
+    .await;
     assert_eq!(reply["ok"], true);
     assert_eq!(reply["offset"], 3);
     // The publisher is subscribed: its publication arrives, as JSON.
     let mine = json_msg(&mut ws).await;
     assert_eq!(mine["data"], json!([1, 2]));
-    let reply = command(&mut ws, json!({"id": 4, "op": "unsubscribe", "channel": "j"})).await;
+    let reply = command(
+        &mut ws,
+        json!({"id": 4, "op": "unsubscribe", "channel": "j"}),
+    )
+    .await;
     assert_eq!(reply["ok"], true);
-    let reply = command(&mut ws, json!({"id": 5, "op": "unsubscribe", "channel": "j"})).await;
+    let reply = command(
+        &mut ws,
+        json!({"id": 5, "op": "unsubscribe", "channel": "j"}),
+    )
+    .await;
     assert_eq!(reply["error"]["code"], "not_subscribed");
-    let reply = command(&mut ws, json!({"id": 6, "op": "subscribe", "channel": "x:y"})).await;
+    let reply = command(
+        &mut ws,
+        json!({"id": 6, "op": "subscribe", "channel": "x:y"}),
+    )
+    .await;
     assert_eq!(reply["error"]["code"], "unknown_namespace");
     let reply = command(&mut ws, json!({"id": 7, "op": "jump"})).await;
     assert_eq!(reply["error"]["code"], "bad_request");
     // The subprotocol selects JSON mode too.
-    let (_, status, head) = raw::handshake(wsd.addr(), "/channels/j", &["Sec-WebSocket-Protocol: wsd.json"]).await;
+    let (_, status, head) = raw::handshake(
+        wsd.addr(),
+        "/channels/j",
+        &["Sec-WebSocket-Protocol: wsd.json"],
+    )
+    .await;
     assert_eq!(status, 101);
-    assert!(head.to_ascii_lowercase().contains("sec-websocket-protocol: wsd.json"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("sec-websocket-protocol: wsd.json"),
+        "{head}"
+    );
 }
 
 #[actix_rt::test]
@@ -305,12 +345,20 @@ async fn max_subscribers_is_enforced_per_channel() {
     match next_message(&mut c).await {
         Message::Close(Some(frame)) => {
             assert_eq!(u16::from(frame.code), 1008);
-            assert!(frame.reason.contains("max_subscribers = 2"), "{}", frame.reason);
+            assert!(
+                frame.reason.contains("max_subscribers = 2"),
+                "{}",
+                frame.reason
+            );
         }
         other => panic!("expected close, got {other:?}"),
     }
     let mut d = wsd.connect_to("/channels?format=json").await;
-    let reply = command(&mut d, json!({"id": 1, "op": "subscribe", "channel": "full"})).await;
+    let reply = command(
+        &mut d,
+        json!({"id": 1, "op": "subscribe", "channel": "full"}),
+    )
+    .await;
     assert_eq!(reply["error"]["code"], "limit");
     // Another channel is not affected.
     let _e = wsd.connect_to("/channels/other").await;
@@ -325,7 +373,11 @@ async fn presence_lists_members_and_tells_joins_and_leaves() {
     };
     let wsd = TestWsd::start(config_with(vec![namespace(""), room]));
     let mut a = wsd.connect_to("/channels?format=json").await;
-    let reply = command(&mut a, json!({"id": 1, "op": "subscribe", "channel": "room:1"})).await;
+    let reply = command(
+        &mut a,
+        json!({"id": 1, "op": "subscribe", "channel": "room:1"}),
+    )
+    .await;
     assert_eq!(reply["ok"], true);
     let own = json_msg(&mut a).await;
     assert_eq!(own["event"], "join");
@@ -335,7 +387,11 @@ async fn presence_lists_members_and_tells_joins_and_leaves() {
     assert_eq!(join["channel"], "room:1");
     let b_conn = join["conn"].as_str().unwrap().to_owned();
     assert_ne!(b_conn, own["conn"].as_str().unwrap());
-    let reply = command(&mut a, json!({"id": 2, "op": "presence", "channel": "room:1"})).await;
+    let reply = command(
+        &mut a,
+        json!({"id": 2, "op": "presence", "channel": "room:1"}),
+    )
+    .await;
     assert_eq!(reply["members"].as_array().unwrap().len(), 2);
     let mut res = wsd.get("/channels/room:1/presence").send().await.unwrap();
     let listed: Value = res.json().await.unwrap();
@@ -345,7 +401,11 @@ async fn presence_lists_members_and_tells_joins_and_leaves() {
     assert_eq!(leave["event"], "leave");
     assert_eq!(leave["conn"], b_conn);
     // Presence off: the command says so.
-    let reply = command(&mut a, json!({"id": 3, "op": "presence", "channel": "lobby"})).await;
+    let reply = command(
+        &mut a,
+        json!({"id": 3, "op": "presence", "channel": "lobby"}),
+    )
+    .await;
     assert_eq!(reply["error"]["code"], "bad_request");
 }
 
@@ -469,8 +529,7 @@ async fn a_slow_subscriber_is_ended_while_a_hundred_fast_ones_get_every_publicat
     config.server.max_connections = 1000;
     let wsd = TestWsd::start(config);
     // A subscriber that never reads, with a tiny receive buffer.
-    let socket =
-        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
     socket.connect(&wsd.addr().into()).unwrap();
     socket.set_nonblocking(true).unwrap();
