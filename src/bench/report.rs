@@ -277,7 +277,7 @@ impl fmt::Display for Report {
             Report::Fanout(r) => {
                 writeln!(
                     f,
-                    "wsc bench --fanout {}: {} subscribers ({} connected), publisher {}, {} B text at {} /s, {:.1}s after {:.1}s warm-up",
+                    "wsc bench --fanout {}: {} subscribers ({} connected), publisher {}, {} B text at {}/s, {:.1}s after {:.1}s warm-up",
                     r.url,
                     r.subscribers,
                     r.connected,
