@@ -1,5 +1,5 @@
-//! `wsc bench`: a load generator for WebSocket echo servers, in the manner of
-//! `redis-benchmark` and `nats bench`.
+//! `wsc bench`: a load generator for WebSocket echo and broadcast servers, in
+//! the manner of `redis-benchmark` and `nats bench`.
 //!
 //! Four modes, one per figure people ask for:
 //! - **load** (default): C connections each send a message and wait for its

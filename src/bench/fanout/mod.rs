@@ -135,6 +135,10 @@ pub(crate) async fn run(
         if *stop.borrow() {
             return None;
         }
+        if conns.is_empty() {
+            // Every connect failed, and says why in the error samples.
+            return Some(Outcomes::default());
+        }
         let max_message = plan.size * 2 + 4096;
         let publisher = match &http {
             Some(http) => http::HttpPublisher::open(http.clone(), plan.timeout)
