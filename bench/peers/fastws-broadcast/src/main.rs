@@ -30,7 +30,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, mpsc};
@@ -45,8 +45,9 @@ const QUEUE: usize = 16_384;
 /// The largest message or POST body, wsd's default `max_message_size`.
 const MAX_MESSAGE: usize = 1 << 20;
 
-/// What a writer collects before a write: one syscall for many frames.
-const WRITE_BUFFER: usize = 64 * 1024;
+/// At most this much is collected for one write: one syscall for many
+/// frames, without copying a long backlog into one buffer.
+const WRITE_BATCH: usize = 64 * 1024;
 
 struct Subscriber {
     id: u64,
@@ -107,22 +108,24 @@ fn unsubscribe(state: &State, name: &str, id: u64) {
 }
 
 /// Writes queued frames until every sender is gone, then closes its half.
-async fn write_queue(write: OwnedWriteHalf, mut queue: mpsc::Receiver<Bytes>) {
-    let mut out = BufWriter::with_capacity(WRITE_BUFFER, write);
+/// Frames waiting together go out in one write; the batch buffer exists
+/// only once traffic does, so an idle subscriber costs no buffer.
+async fn write_queue(mut write: OwnedWriteHalf, mut queue: mpsc::Receiver<Bytes>) {
+    let mut batch = Vec::new();
     while let Some(frame) = queue.recv().await {
-        if out.write_all(&frame).await.is_err() {
-            return;
-        }
-        while let Ok(frame) = queue.try_recv() {
-            if out.write_all(&frame).await.is_err() {
-                return;
+        batch.clear();
+        batch.extend_from_slice(&frame);
+        while batch.len() < WRITE_BATCH {
+            match queue.try_recv() {
+                Ok(frame) => batch.extend_from_slice(&frame),
+                Err(_) => break,
             }
         }
-        if out.flush().await.is_err() {
+        if write.write_all(&batch).await.is_err() {
             return;
         }
     }
-    let _ = out.shutdown().await;
+    let _ = write.shutdown().await;
 }
 
 /// One subscriber: its reader runs here, its writer in a task of its own.
