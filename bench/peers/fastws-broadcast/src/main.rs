@@ -85,7 +85,10 @@ fn broadcast(state: &State, name: &str, frame: Bytes) -> usize {
             true
         }
         Err(mpsc::error::TrySendError::Full(_)) => {
-            eprintln!("fastws-broadcast: subscriber {} is too slow, disconnecting", s.id);
+            eprintln!(
+                "fastws-broadcast: subscriber {} is too slow, disconnecting",
+                s.id
+            );
             s.kick.notify_one();
             false
         }
@@ -220,7 +223,10 @@ async fn handle(
         return Ok(response.map(|_| Full::new(Bytes::new())));
     }
     if req.method() != Method::POST {
-        return Ok(answer(StatusCode::METHOD_NOT_ALLOWED, "GET with an upgrade, or POST\n"));
+        return Ok(answer(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "GET with an upgrade, or POST\n",
+        ));
     }
     let text = req
         .headers()
@@ -233,7 +239,10 @@ async fn handle(
     };
     let opcode = if text {
         if std::str::from_utf8(&body).is_err() {
-            return Ok(answer(StatusCode::BAD_REQUEST, "a text body must be UTF-8\n"));
+            return Ok(answer(
+                StatusCode::BAD_REQUEST,
+                "a text body must be UTF-8\n",
+            ));
         }
         OpCode::Text
     } else {
@@ -249,7 +258,9 @@ async fn handle(
 }
 
 fn main() {
-    let addr = std::env::args().nth(1).unwrap_or_else(|| DEFAULT_ADDR.into());
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| DEFAULT_ADDR.into());
     let addr: SocketAddr = match addr.parse() {
         Ok(a) => a,
         Err(e) => {
