@@ -73,25 +73,14 @@ for s in $SERVERS; do
 done
 has() { case " $SERVERS " in *" $1 "*) return 0 ;; esac; return 1; }
 
-# Pinning: server on core 0, load generator on core 1, when possible.
-SERVER_PIN=()
-LOAD_PIN=()
-CORES=$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1)
-if ! command -v taskset >/dev/null; then
-    note "taskset not found (util-linux): running unpinned; figures are noisier"
-elif [ "$CORES" -lt 2 ]; then
-    note "only $CORES core: running unpinned, server and load share it"
-else
-    SERVER_PIN=(taskset -c 0)
-    LOAD_PIN=(taskset -c 1)
-fi
+# TMP, serve, stop_server, pin_cores, fit_files, field, rss_kib, idle_rss,
+# median; stops the server and removes TMP on exit.
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
-# BIG_SUBS connections need as many descriptors in both processes.
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((BIG_SUBS + 200)) ]; then
-    note "open-file limit $(ulimit -n) is below BIG_SUBS=$BIG_SUBS; lowering it"
-    BIG_SUBS=$(( $(ulimit -n) - 200 ))
-fi
+pin_cores
+
+fit_files BIG_SUBS
 
 note "building (release)"
 cargo build --release --locked --bin wsd --bin wsc >&2
@@ -108,11 +97,6 @@ if has node; then
     (cd bench/peers/node-ws-broadcast && npm ci --no-audit --no-fund >&2) ||
         die "npm ci failed in bench/peers/node-ws-broadcast (is the npm registry reachable?)"
 fi
-
-# TMP, serve, stop_server, field, rss_kib, idle_rss, median; stops the
-# server and removes TMP on exit.
-# shellcheck source=bench/lib.sh
-. bench/lib.sh
 
 port_of() {
     case $1 in

@@ -2,12 +2,42 @@
 # server process a script runs at a time: start it and wait until it
 # listens, stop it by its PID. Then what the scripts read off a run: a
 # field of `wsc bench --json`, RSS per idle connection, medians over the
-# repetitions. Expects die() from the script.
+# repetitions; and the setup both need: pinning, open files. Expects die()
+# and note() from the script.
 
 TMP=$(mktemp -d)
 SERVER_PID=""
 trap 'stop_server; rm -rf "$TMP"' EXIT
 trap 'exit 130' INT TERM
+
+# pin_cores: sets SERVER_PIN and LOAD_PIN, the prefixes that put the server
+# on core 0 and the load generator on core 1, and CORES; the prefixes stay
+# empty, with a note, without taskset or a second core.
+pin_cores() {
+    SERVER_PIN=()
+    LOAD_PIN=()
+    CORES=$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1)
+    if ! command -v taskset >/dev/null; then
+        note "taskset not found (util-linux): running unpinned; figures are noisier"
+    elif [ "$CORES" -lt 2 ]; then
+        note "only $CORES core: running unpinned, server and load share it"
+    else
+        SERVER_PIN=(taskset -c 0)
+        LOAD_PIN=(taskset -c 1)
+    fi
+}
+
+# fit_files VAR: raises the open-file limit to the hard limit (N connections
+# need N descriptors in the server and in the client), then lowers the
+# connection count in the variable VAR, with a note, if it would not fit.
+fit_files() {
+    ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+    local n=${!1}
+    if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((n + 200)) ]; then
+        note "open-file limit $(ulimit -n) is below $1=$n; lowering it"
+        printf -v "$1" '%s' $(( $(ulimit -n) - 200 ))
+    fi
+}
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 

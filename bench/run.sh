@@ -35,26 +35,15 @@ for tool in cargo awk sed getconf timeout; do
     command -v "$tool" >/dev/null || die "needs $tool"
 done
 
-# Pinning: server on core 0, load generator on core 1, when possible.
-SERVER_PIN=()
-LOAD_PIN=()
-CORES=$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1)
-if ! command -v taskset >/dev/null; then
-    note "taskset not found (util-linux): running unpinned; figures are noisier"
-elif [ "$CORES" -lt 2 ]; then
-    note "only $CORES core: running unpinned, server and load share it"
-else
-    SERVER_PIN=(taskset -c 0)
-    LOAD_PIN=(taskset -c 1)
-fi
+# TMP, serve, stop_server, pin_cores, fit_files, field, rss_kib, idle_rss,
+# median; stops the server and removes TMP on exit.
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+
+pin_cores
 CLK_TCK=$(getconf CLK_TCK)
 
-# 10k idle connections need 10k descriptors in both processes.
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((IDLE_CONNS + 200)) ]; then
-    note "open-file limit $(ulimit -n) is below IDLE_CONNS=$IDLE_CONNS; lowering it"
-    IDLE_CONNS=$(( $(ulimit -n) - 200 ))
-fi
+fit_files IDLE_CONNS
 
 note "building (release)"
 cargo build --release --locked --bin wsd --bin wsc >&2
@@ -63,11 +52,6 @@ WSD=${WSD:-$PWD/target/release/wsd}
 WSC=${WSC:-$PWD/target/release/wsc}
 PEER=$PWD/bench/peers/fastws-echo/target/release/fastws-echo
 "$WSC" bench --help >/dev/null 2>&1 || die "$WSC has no 'bench' subcommand"
-
-# TMP, serve, stop_server, field, rss_kib, idle_rss, median; stops the
-# server and removes TMP on exit.
-# shellcheck source=bench/lib.sh
-. bench/lib.sh
 
 # wsd: its defaults, except a pure echo (like the peer), room for the idle
 # connections, quiet logs, and a short shutdown between runs.
