@@ -1,11 +1,43 @@
 # bench/lib.sh: sourced by the bench scripts. A scratch folder, and the one
 # server process a script runs at a time: start it and wait until it
-# listens, stop it by its PID. Expects die() from the script.
+# listens, stop it by its PID. Then what the scripts read off a run: a
+# field of `wsc bench --json`, RSS per idle connection, medians over the
+# repetitions; and the setup both need: pinning, open files. Expects die()
+# and note() from the script.
 
 TMP=$(mktemp -d)
 SERVER_PID=""
 trap 'stop_server; rm -rf "$TMP"' EXIT
 trap 'exit 130' INT TERM
+
+# pin_cores: sets SERVER_PIN and LOAD_PIN, the prefixes that put the server
+# on core 0 and the load generator on core 1, and CORES; the prefixes stay
+# empty, with a note, without taskset or a second core.
+pin_cores() {
+    SERVER_PIN=()
+    LOAD_PIN=()
+    CORES=$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1)
+    if ! command -v taskset >/dev/null; then
+        note "taskset not found (util-linux): running unpinned; figures are noisier"
+    elif [ "$CORES" -lt 2 ]; then
+        note "only $CORES core: running unpinned, server and load share it"
+    else
+        SERVER_PIN=(taskset -c 0)
+        LOAD_PIN=(taskset -c 1)
+    fi
+}
+
+# fit_files VAR: raises the open-file limit to the hard limit (N connections
+# need N descriptors in the server and in the client), then lowers the
+# connection count in the variable VAR, with a note, if it would not fit.
+fit_files() {
+    ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+    local n=${!1}
+    if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((n + 200)) ]; then
+        note "open-file limit $(ulimit -n) is below $1=$n; lowering it"
+        printf -v "$1" '%s' $(( $(ulimit -n) - 200 ))
+    fi
+}
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
@@ -36,4 +68,42 @@ stop_server() {
         wait "$SERVER_PID" 2>/dev/null || true
     fi
     SERVER_PID=""
+}
+
+# field NAME FILE: a number from `wsc bench --json` output (keys are unique
+# enough: "p99" does not match "p999").
+field() { sed -n "s/^ *\"$1\": \([0-9.e+-]*\).*/\1/p" "$2" | head -n 1; }
+
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+
+# idle_rss PID URL N: how much the RSS of server PID grows per connection,
+# in KiB, while `wsc bench --idle` holds N connections to URL (its JSON in
+# $TMP/idle.json). Fails when the idle run had failures. Uses WSC,
+# LOAD_PIN, HOLD, RUN_TIMEOUT and, when set, SOURCES.
+idle_rss() {
+    local pid=$1 url=$2 n=$3 rss0 rss1 idle_pid failed=0
+    rss0=$(rss_kib "$pid")
+    timeout "$RUN_TIMEOUT" "${LOAD_PIN[@]}" "$WSC" bench --idle "$url" -c "$n" --hold "$HOLD" \
+        ${SOURCES:+--sources "$SOURCES"} --json >"$TMP/idle.json" 2>"$TMP/idle.err" &
+    idle_pid=$!
+    # Wait (bounded) until the server holds the connections, then let it settle.
+    for _ in $(seq 300); do
+        [ "$(ls "/proc/$pid/fd" | wc -l)" -ge "$n" ] && break
+        kill -0 "$idle_pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    sleep 1
+    rss1=$(rss_kib "$pid")
+    wait "$idle_pid" || failed=1
+    awk -v a="$rss0" -v b="$rss1" -v n="$n" 'BEGIN { printf "%.2f", (b - a) / n }'
+    return "$failed"
+}
+
+# median NAME KEY: the median of KEY over the REPS repetitions' "key value"
+# lines in $TMP/result.NAME.REP; n/a when none has it.
+median() {
+    for rep in $(seq "$REPS"); do
+        awk -v k="$2" '$1 == k { print $2 }' "$TMP/result.$1.$rep"
+    done | sort -g | awk '{ v[NR] = $1 } END {
+        if (NR == 0) print "n/a"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }

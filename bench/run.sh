@@ -35,26 +35,15 @@ for tool in cargo awk sed getconf timeout; do
     command -v "$tool" >/dev/null || die "needs $tool"
 done
 
-# Pinning: server on core 0, load generator on core 1, when possible.
-SERVER_PIN=()
-LOAD_PIN=()
-CORES=$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1)
-if ! command -v taskset >/dev/null; then
-    note "taskset not found (util-linux): running unpinned; figures are noisier"
-elif [ "$CORES" -lt 2 ]; then
-    note "only $CORES core: running unpinned, server and load share it"
-else
-    SERVER_PIN=(taskset -c 0)
-    LOAD_PIN=(taskset -c 1)
-fi
+# TMP, serve, stop_server, pin_cores, fit_files, field, rss_kib, idle_rss,
+# median; stops the server and removes TMP on exit.
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+
+pin_cores
 CLK_TCK=$(getconf CLK_TCK)
 
-# 10k idle connections need 10k descriptors in both processes.
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((IDLE_CONNS + 200)) ]; then
-    note "open-file limit $(ulimit -n) is below IDLE_CONNS=$IDLE_CONNS; lowering it"
-    IDLE_CONNS=$(( $(ulimit -n) - 200 ))
-fi
+fit_files IDLE_CONNS
 
 note "building (release)"
 cargo build --release --locked --bin wsd --bin wsc >&2
@@ -63,10 +52,6 @@ WSD=${WSD:-$PWD/target/release/wsd}
 WSC=${WSC:-$PWD/target/release/wsc}
 PEER=$PWD/bench/peers/fastws-echo/target/release/fastws-echo
 "$WSC" bench --help >/dev/null 2>&1 || die "$WSC has no 'bench' subcommand"
-
-# TMP, serve, stop_server; stops the server and removes TMP on exit.
-# shellcheck source=bench/lib.sh
-. bench/lib.sh
 
 # wsd: its defaults, except a pure echo (like the peer), room for the idle
 # connections, quiet logs, and a short shutdown between runs.
@@ -88,15 +73,9 @@ start_server() { # name port
     esac
 }
 
-# field NAME FILE: a number from `wsc bench --json` output (keys are unique
-# enough: "p99" does not match "p999").
-field() { sed -n "s/^ *\"$1\": \([0-9.e+-]*\).*/\1/p" "$2" | head -n 1; }
-
 cpu_ticks() { # utime stime of a PID (fields 14 and 15 of /proc/PID/stat)
     sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12, $13 }'
 }
-
-rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 
 # bench NAME ARGS...: runs wsc bench pinned, JSON into $TMP/NAME.json; warns
 # when a run had errors (the figure is still printed, flagged).
@@ -118,21 +97,9 @@ measure() { # name port
     local pid=$SERVER_PID
 
     # Memory per idle connection first, on a fresh server.
-    local rss0 rss1
-    rss0=$(rss_kib "$pid")
-    timeout "$RUN_TIMEOUT" "${LOAD_PIN[@]}" "$WSC" bench --idle "$url" -c "$IDLE_CONNS" --hold "$HOLD" --json \
-        >"$TMP/idle.json" 2>"$TMP/idle.err" &
-    local idle_pid=$!
-    # Wait (bounded) until the server holds the connections, then let it settle.
-    for _ in $(seq 300); do
-        [ "$(ls "/proc/$pid/fd" | wc -l)" -ge "$IDLE_CONNS" ] && break
-        kill -0 "$idle_pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    sleep 1
-    rss1=$(rss_kib "$pid")
-    wait "$idle_pid" || { note "$name idle: failures"; FLAGGED="$FLAGGED idle"; }
-    echo "rss_per_conn $(awk -v a="$rss0" -v b="$rss1" -v n="$IDLE_CONNS" 'BEGIN { printf "%.2f", (b - a) / n }')"
+    local rss
+    rss=$(idle_rss "$pid" "$url" "$IDLE_CONNS") || { note "$name idle: failures"; FLAGGED="$FLAGGED idle"; }
+    echo "rss_per_conn $rss"
     echo "idle_connect_rate $(field connect_rate "$TMP/idle.json")"
     echo "idle_held $(field held_open "$TMP/idle.json")"
 
@@ -193,13 +160,6 @@ for rep in $(seq "$REPS"); do
         echo "rep $rep $1: $(tr '\n' ' ' <"$TMP/result.$1.$rep")" >&2
     done
 done
-
-median() { # name key: the median over the repetitions
-    for rep in $(seq "$REPS"); do
-        awk -v k="$2" '$1 == k { print $2 }' "$TMP/result.$1.$rep"
-    done | sort -g | awk '{ v[NR] = $1 } END {
-        if (NR == 0) print "n/a"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
 
 echo
 echo "wsd vs fastws-echo on loopback: $(uname -r), $CORES cores$([ ${#SERVER_PIN[@]} -gt 0 ] && echo ', server on core 0, load on core 1'), DURATION=$DURATION, median of REPS=$REPS"

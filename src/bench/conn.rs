@@ -43,6 +43,12 @@ pub(crate) enum ConnError {
     ServerClose(String),
     #[error("bad frame from the server: {0}")]
     Violation(#[from] Violation),
+    /// An HTTP answer we cannot use (the fan-out bench's HTTP publisher).
+    #[error("HTTP: {0}")]
+    Http(String),
+    /// A well-formed HTTP answer that is not 2xx: this status line.
+    #[error("the server answered {0:?}")]
+    Refused(String),
 }
 
 impl ConnError {
@@ -60,9 +66,9 @@ impl ConnError {
 #[derive(Debug, Clone)]
 pub(crate) struct Target {
     /// The `Host` header: the URL's authority as written.
-    host_header: String,
+    pub(crate) host_header: String,
     /// Path and query of the request line.
-    resource: String,
+    pub(crate) resource: String,
     pub(crate) addr: SocketAddr,
 }
 
@@ -70,15 +76,34 @@ impl Target {
     /// Parses `url` (`ws://host[:port][/path][?query]`) and resolves its host,
     /// preferring IPv4 (source-address spreading works on 127.0.0.0/8).
     pub(crate) async fn resolve(url: &str) -> Result<Target, BenchError> {
+        Target::resolve_as(url, "ws").await
+    }
+
+    /// [`Target::resolve`] for an `http://` URL: where the fan-out bench
+    /// POSTs its publications.
+    pub(crate) async fn resolve_http(url: &str) -> Result<Target, BenchError> {
+        Target::resolve_as(url, "http").await
+    }
+
+    async fn resolve_as(url: &str, want: &'static str) -> Result<Target, BenchError> {
         let bad = |reason: &'static str| BenchError::BadUrl {
             url: url.to_owned(),
             reason,
         };
-        let Some((scheme, rest)) = url.split_once("://") else {
-            return Err(bad("expected ws://HOST[:PORT][/PATH]"));
+        let form = if want == "ws" {
+            "expected ws://HOST[:PORT][/PATH]"
+        } else {
+            "expected http://HOST[:PORT][/PATH]"
         };
-        if !scheme.eq_ignore_ascii_case("ws") {
-            return Err(BenchError::Scheme(url.to_owned()));
+        let Some((scheme, rest)) = url.split_once("://") else {
+            return Err(bad(form));
+        };
+        if !scheme.eq_ignore_ascii_case(want) {
+            return Err(if want == "ws" {
+                BenchError::Scheme(url.to_owned())
+            } else {
+                bad(form)
+            });
         }
         let split = rest.find(['/', '?']).unwrap_or(rest.len());
         let (authority, resource) = rest.split_at(split);
@@ -258,6 +283,12 @@ impl Conn {
         Ok(event)
     }
 
+    /// Bytes queued and not yet written: what a sender checks before it
+    /// queues more, so a server that stops reading cannot grow our memory.
+    pub(crate) fn backlog(&self) -> usize {
+        self.out.len() - self.written
+    }
+
     /// Writes as much queued output as the socket takes without waiting.
     pub(crate) fn flush(&mut self) -> Result<(), ConnError> {
         while self.written < self.out.len() {
@@ -386,6 +417,14 @@ mod tests {
         ));
         assert!(matches!(
             Target::resolve("ws://h:notaport/").await,
+            Err(BenchError::BadUrl { .. })
+        ));
+        let t = Target::resolve_http("http://127.0.0.1:9/channels/a")
+            .await
+            .expect("url");
+        assert_eq!((t.addr.port(), t.resource.as_str()), (9, "/channels/a"));
+        assert!(matches!(
+            Target::resolve_http("ws://127.0.0.1:9/").await,
             Err(BenchError::BadUrl { .. })
         ));
     }

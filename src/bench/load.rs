@@ -108,7 +108,7 @@ pub(crate) async fn run(plan: &Plan, target: &Target, stop: watch::Receiver<bool
 
 /// Opens the connections, `CONNECT_CONCURRENCY` at a time. Failures are
 /// counted as errors; the run goes on with the rest.
-async fn open_all(
+pub(super) async fn open_all(
     plan: &Plan,
     target: &Target,
     tally: &Tally,
@@ -146,7 +146,7 @@ async fn open_all(
 }
 
 /// A message of `size` bytes: letters, later stamped with a sequence number.
-fn template(size: usize) -> Vec<u8> {
+pub(super) fn template(size: usize) -> Vec<u8> {
     (0..size).map(|i| b'a' + (i % 26) as u8).collect()
 }
 

@@ -1,23 +1,29 @@
-//! `wsc bench`: a load generator for WebSocket echo servers, in the manner of
-//! `redis-benchmark` and `nats bench`.
+//! `wsc bench`: a load generator for WebSocket echo and broadcast servers, in
+//! the manner of `redis-benchmark` and `nats bench`.
 //!
-//! Three modes, one per figure people ask for:
+//! Four modes, one per figure people ask for:
 //! - **load** (default): C connections each send a message and wait for its
 //!   reply (or keep K in flight), verify every reply, and record latency in an
 //!   HDR histogram.
 //! - **`--idle`**: open N connections (spread over 127.0.0.x source addresses
 //!   when one address has too few ports), hold them while answering pings.
 //! - **`--connects`**: connect, handshake, close handshake, repeat.
+//! - **`--fanout`**: C subscribers on a channel URL, one publisher (over
+//!   WebSocket, or HTTP with `--publish-url`) at `--rate`; every subscriber
+//!   must get every publication once and in order, and publish-to-delivery
+//!   latency goes in an HDR histogram.
 //!
 //! Everything runs on one thread (a current-thread tokio runtime): the load
 //! generator is meant to be pinned to one core, next to the server on another.
 //!
 //! Layout: [`Args`] (flags) are turned into a validated [`Plan`] here; `conn`
-//! is the raw WebSocket client; `load`, `idle` and `connects` are the modes;
-//! `report` holds the summaries and their printing.
+//! is the raw WebSocket client; `load`, `idle`, `connects` and `fanout` are
+//! the modes (`fanout` with its payload, sequence tracking and HTTP
+//! publisher); `report` holds the summaries and their printing.
 
 mod conn;
 mod connects;
+mod fanout;
 mod idle;
 mod load;
 mod report;
@@ -31,7 +37,7 @@ use tokio::sync::watch;
 
 use crate::{exit, units};
 
-pub use report::{ConnectsReport, IdleReport, Latency, LoadReport, Report};
+pub use report::{ConnectsReport, FanoutReport, IdleReport, Latency, LoadReport, Report};
 
 /// The largest message the load mode sends: beyond this, a benchmark measures
 /// memory bandwidth rather than the server.
@@ -47,28 +53,37 @@ const CONNECT_CONCURRENCY: usize = 128;
 #[derive(Parser, Debug, Clone)]
 #[command(
     name = "bench",
-    about = "Load generator for WebSocket echo servers (ws:// only; wss:// is not supported).",
+    about = "Load generator for WebSocket echo and broadcast servers (ws:// only; wss:// is not supported).",
     after_help = "Modes:\n  \
         (default)    each connection sends a message, waits for and verifies the reply\n  \
         --idle       open -c connections and hold them (answering pings) for --hold\n  \
-        --connects   connect + handshake + close handshake in a loop, -c at a time\n\n\
+        --connects   connect + handshake + close handshake in a loop, -c at a time\n  \
+        --fanout     -c subscribers on a channel URL, one publisher at --rate; every\n               \
+        subscriber must get every publication once, in order\n\n\
         Examples:\n  \
         wsc bench ws://127.0.0.1:12345 -c 50 -d 10s --expect-prefix 'Server received: '\n  \
         wsc bench ws://127.0.0.1:12345 -c 50 -d 10s --size 16384 --binary --inflight 4\n  \
         wsc bench ws://127.0.0.1:12345 -c 10 -d 30s --rate 5000 --expect-prefix 'Server received: ' --json > result.json\n  \
         wsc bench --idle ws://127.0.0.1:12345 -c 10000 --hold 30s\n  \
-        wsc bench --connects ws://127.0.0.1:12345 -c 8 -d 10s\n\n\
+        wsc bench --connects ws://127.0.0.1:12345 -c 8 -d 10s\n  \
+        wsc bench --fanout ws://127.0.0.1:12345/channels/bench -c 1000 --rate 100 -d 10s\n  \
+        wsc bench --fanout ws://127.0.0.1:12345/channels/bench -c 1000 --rate 100 \\\n      \
+        --publish-url http://127.0.0.1:12345/channels/bench --json\n\n\
         Replies are verified: a text reply must be PREFIX + the message sent (an exact echo\n\
         without --expect-prefix), a binary reply an exact echo, in order. Mismatches count\n\
-        as errors. Progress goes to stderr once a second (when it is a terminal, or with\n\
+        as errors. --fanout publications are text: a sequence number and the send time,\n\
+        padded to --size; what a subscriber has not received --drain after publishing\n\
+        stopped is lost. Progress goes to stderr once a second (when it is a terminal, or with\n\
         --progress); Ctrl-C stops early and prints the summary so far.\n\n\
-        Exit codes: 0 no errors, 1 errors or failures, 2 usage."
+        Exit codes: 0 no errors, 1 errors or failures (--fanout: anything lost, duplicated\n\
+        or reordered), 2 usage."
 )]
 pub struct Args {
     /// The server's URL, ws://HOST[:PORT][/PATH].
     #[arg(value_name = "URL")]
     pub url: String,
-    /// Connections (load and --idle), or connections at once (--connects).
+    /// Connections (load and --idle), connections at once (--connects), or
+    /// subscribers (--fanout).
     #[arg(short = 'c', long, value_name = "N", default_value_t = 1)]
     pub connections: usize,
     /// How long to measure, after the warm-up (load and --connects), e.g. 10s, 500ms.
@@ -86,7 +101,8 @@ pub struct Args {
     /// Messages each connection keeps in flight (sent, reply not yet received).
     #[arg(long, value_name = "K", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=65_536))]
     pub inflight: u32,
-    /// Cap on the total messages per second, over all connections.
+    /// Cap on the total messages per second, over all connections; with
+    /// --fanout (where it is required), publications per second.
     #[arg(long, value_name = "MSGS/S")]
     pub rate: Option<f64>,
     /// A text reply must be this prefix followed by the message sent (wsd's
@@ -113,7 +129,20 @@ pub struct Args {
     /// range needs, i.e. 1 below ~25,000 connections.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=250))]
     pub sources: Option<u8>,
-    /// Bound on each connect + handshake, and on each closing handshake.
+    /// Fan-out mode: -c subscribers on URL (a channel, e.g.
+    /// ws://HOST:PORT/channels/NAME), one publisher at --rate.
+    #[arg(long, conflicts_with_all = ["idle", "connects"])]
+    pub fanout: bool,
+    /// --fanout: publish by HTTP POST to this URL (e.g.
+    /// http://HOST:PORT/channels/NAME) instead of over a WebSocket to URL.
+    #[arg(long, value_name = "URL", requires = "fanout")]
+    pub publish_url: Option<String>,
+    /// --fanout: how long to wait, after publishing stops, for deliveries
+    /// still on their way; what has not arrived by then is lost.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = units::parse_duration)]
+    pub drain: Duration,
+    /// Bound on each connect + handshake, on each closing handshake, and
+    /// (--fanout) on each HTTP publication and on the subscribers' readiness.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = units::parse_duration)]
     pub timeout: Duration,
 }
@@ -164,11 +193,12 @@ pub(crate) struct Plan {
     progress: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 enum Mode {
     Load,
     Idle,
     Connects,
+    Fanout(fanout::Settings),
 }
 
 impl Args {
@@ -188,9 +218,10 @@ impl Args {
         {
             return usage("--rate must be a positive number of messages per second");
         }
-        let mode = match (self.idle, self.connects) {
-            (true, _) => Mode::Idle,
-            (_, true) => Mode::Connects,
+        let mode = match (self.idle, self.connects, self.fanout) {
+            (true, _, _) => Mode::Idle,
+            (_, true, _) => Mode::Connects,
+            (_, _, true) => Mode::Fanout(self.fanout_settings()?),
             _ => Mode::Load,
         };
         let plan = Plan {
@@ -209,6 +240,31 @@ impl Args {
             progress: self.progress || std::io::stderr().is_terminal(),
         };
         Ok((mode, plan))
+    }
+
+    fn fanout_settings(&self) -> Result<fanout::Settings, BenchError> {
+        let usage = |m: String| Err(BenchError::Usage(m));
+        let Some(rate) = self.rate else {
+            return usage("--fanout needs --rate (publications per second)".into());
+        };
+        if self.size < fanout::MIN_SIZE {
+            return usage(format!(
+                "--fanout needs --size of at least {} bytes (the sequence number and send time)",
+                fanout::MIN_SIZE
+            ));
+        }
+        if self.binary || self.expect_prefix.is_some() || self.inflight != 1 {
+            return usage(
+                "--fanout publishes text as fast as --rate says: --binary, --expect-prefix and \
+                 --inflight do not apply"
+                    .into(),
+            );
+        }
+        Ok(fanout::Settings {
+            rate,
+            publish_url: self.publish_url.clone(),
+            drain: self.drain,
+        })
     }
 }
 
@@ -253,6 +309,13 @@ pub fn run(args: Args) -> Result<Report, BenchError> {
             Mode::Load => Report::Load(load::run(&plan, &target, stop).await),
             Mode::Idle => Report::Idle(idle::run(&plan, &target, stop).await),
             Mode::Connects => Report::Connects(connects::run(&plan, &target, stop).await),
+            Mode::Fanout(settings) => {
+                let http = match &settings.publish_url {
+                    Some(url) => Some(conn::Target::resolve_http(url).await?),
+                    None => None,
+                };
+                Report::Fanout(fanout::run(&plan, &settings, &target, http, stop).await)
+            }
         })
     })
 }
@@ -350,5 +413,11 @@ mod tests {
         assert!(plan(&["--size", "65MiB"]).is_err());
         assert!(Args::try_parse_from(["bench", "ws://h", "--idle", "--connects"]).is_err());
         assert!(Args::try_parse_from(["bench", "ws://h", "--inflight", "0"]).is_err());
+        assert!(plan(&["--fanout", "--rate", "10"]).is_ok());
+        assert!(plan(&["--fanout"]).is_err(), "--fanout needs --rate");
+        assert!(plan(&["--fanout", "--rate", "10", "--size", "32"]).is_err());
+        assert!(plan(&["--fanout", "--rate", "10", "--binary"]).is_err());
+        assert!(Args::try_parse_from(["bench", "ws://h", "--publish-url", "http://h/"]).is_err());
+        assert!(Args::try_parse_from(["bench", "ws://h", "--fanout", "--idle"]).is_err());
     }
 }

@@ -21,6 +21,7 @@ pub enum Report {
     Load(LoadReport),
     Idle(IdleReport),
     Connects(ConnectsReport),
+    Fanout(FanoutReport),
 }
 
 /// The load mode's figures. `sent == received + in_flight + lost` holds
@@ -106,6 +107,59 @@ pub struct ConnectsReport {
     pub interrupted: bool,
 }
 
+/// The fan-out mode's figures. For every subscriber connected,
+/// `received + lost == publications`, so `received + lost == expected`
+/// exactly; `duplicate` copies come on top, and `out_of_order` counts the
+/// received ones that arrived after a later publication.
+#[derive(Debug, Clone, Serialize)]
+pub struct FanoutReport {
+    pub url: String,
+    /// "websocket" (a publisher connection to `url` sending text), or the
+    /// `--publish-url` POSTed to.
+    pub publisher: String,
+    /// Subscribers asked for (-c).
+    pub subscribers: usize,
+    pub connected: u64,
+    /// Subscribers that could not connect (also counted in `errors`).
+    pub connect_failures: u64,
+    /// Subscribers that had heard a probe when publishing began.
+    pub ready: u64,
+    pub size: usize,
+    /// Publications per second asked for.
+    pub rate: f64,
+    pub warmup_secs: f64,
+    /// The counted publishing interval (shorter than asked if interrupted).
+    pub duration_secs: f64,
+    /// From the end of publishing until the last delivery (or --drain).
+    pub drain_secs: f64,
+    /// Publications counted.
+    pub publications: u64,
+    /// Publications per second achieved: below `rate` when the publisher
+    /// could not keep up (a slow HTTP answer, a server not reading).
+    pub publications_per_sec: f64,
+    /// publications x subscribers connected.
+    pub expected: u64,
+    /// Distinct counted publications received, over all subscribers.
+    pub received: u64,
+    /// Those never received by the end of the drain.
+    pub lost: u64,
+    /// Second and later copies of a publication.
+    pub duplicate: u64,
+    /// Received after a later publication.
+    pub out_of_order: u64,
+    /// `received` over the publishing interval.
+    pub deliveries_per_sec: f64,
+    /// From the publication being handed to the socket to its delivery
+    /// being decoded by a subscriber.
+    pub latency_us: Latency,
+    /// Subscribers the server closed or dropped.
+    pub dropped: u64,
+    /// Malformed deliveries, failed connections, refused publications.
+    pub errors: u64,
+    pub error_samples: Vec<String>,
+    pub interrupted: bool,
+}
+
 impl Report {
     pub fn to_json(&self) -> String {
         // Plain numbers and strings: serializing cannot fail.
@@ -118,6 +172,13 @@ impl Report {
             Report::Load(r) => r.errors == 0 && r.lost == 0 && r.received > 0,
             Report::Idle(r) => r.failed == 0 && r.dropped == 0,
             Report::Connects(r) => r.failures == 0 && r.connects > 0,
+            Report::Fanout(r) => {
+                r.errors == 0
+                    && r.lost == 0
+                    && r.duplicate == 0
+                    && r.out_of_order == 0
+                    && r.publications > 0
+            }
         };
         if clean { exit::OK } else { exit::FAILURE }
     }
@@ -125,6 +186,18 @@ impl Report {
 
 fn ms(us: u64) -> String {
     format!("{:.3} ms", us as f64 / 1000.0)
+}
+
+fn latency(f: &mut fmt::Formatter<'_>, l: &Latency) -> fmt::Result {
+    writeln!(
+        f,
+        "  latency:    p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
+        ms(l.p50),
+        ms(l.p90),
+        ms(l.p99),
+        ms(l.p999),
+        ms(l.max)
+    )
 }
 
 fn samples(f: &mut fmt::Formatter<'_>, samples: &[String], interrupted: bool) -> fmt::Result {
@@ -162,16 +235,7 @@ impl fmt::Display for Report {
                     "  throughput: {:.0} msg/s, {:.2} MB/s",
                     r.msgs_per_sec, r.mb_per_sec
                 )?;
-                let l = &r.latency_us;
-                writeln!(
-                    f,
-                    "  latency:    p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
-                    ms(l.p50),
-                    ms(l.p90),
-                    ms(l.p99),
-                    ms(l.p999),
-                    ms(l.max)
-                )?;
+                latency(f, &r.latency_us)?;
                 writeln!(
                     f,
                     "  errors:     {} ({} connections failed to open)",
@@ -207,6 +271,38 @@ impl fmt::Display for Report {
                     f,
                     "  connects:   {} ({:.0}/s, each with a closing handshake), {} failures",
                     r.connects, r.connects_per_sec, r.failures
+                )?;
+                samples(f, &r.error_samples, r.interrupted)
+            }
+            Report::Fanout(r) => {
+                writeln!(
+                    f,
+                    "wsc bench --fanout {}: {} subscribers ({} connected), publisher {}, {} B text at {}/s, {:.1}s after {:.1}s warm-up",
+                    r.url,
+                    r.subscribers,
+                    r.connected,
+                    r.publisher,
+                    r.size,
+                    r.rate,
+                    r.duration_secs,
+                    r.warmup_secs
+                )?;
+                writeln!(
+                    f,
+                    "  published:  {} ({:.0}/s)",
+                    r.publications, r.publications_per_sec
+                )?;
+                writeln!(
+                    f,
+                    "  deliveries: {} expected = {} received + {} lost ({:.1}s drain); {} duplicate, {} out of order",
+                    r.expected, r.received, r.lost, r.drain_secs, r.duplicate, r.out_of_order
+                )?;
+                writeln!(f, "  throughput: {:.0} deliveries/s", r.deliveries_per_sec)?;
+                latency(f, &r.latency_us)?;
+                writeln!(
+                    f,
+                    "  errors:     {} ({} subscribers failed to connect, {} dropped)",
+                    r.errors, r.connect_failures, r.dropped
                 )?;
                 samples(f, &r.error_samples, r.interrupted)
             }

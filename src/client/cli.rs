@@ -158,7 +158,7 @@ pub struct Args {
 /// `wsc`'s subcommands.
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Load generator for WebSocket echo servers, ws:// only (wsc bench --help).
+    /// Load generator for WebSocket echo and broadcast servers, ws:// only (wsc bench --help).
     Bench(crate::bench::Args),
 }
 

@@ -3,6 +3,7 @@
 //! frames, and wait on events with a bound instead of sleeping.
 #![allow(dead_code)]
 
+pub mod broadcast;
 pub mod peer;
 pub mod pki;
 pub mod raw;
