@@ -176,9 +176,9 @@ fn fit(inner: &Inner, p: &Publication) -> Fit {
     }
 }
 
-async fn on_publication(inner: &Arc<Inner>, p: Publication, origin: Origin) {
+async fn on_publication(inner: &Arc<Inner>, p: Arc<Publication>, origin: Origin) {
     match fit(inner, &p) {
-        Fit::Next => deliver(inner, Arc::new(p), Some(&origin)),
+        Fit::Next => deliver(inner, p, Some(&origin)),
         Fit::Duplicate | Fit::NotListened => {}
         Fit::Jump(last) => {
             inner.metrics.gaps.inc();
@@ -193,7 +193,7 @@ async fn on_publication(inner: &Arc<Inner>, p: Publication, origin: Origin) {
             let channel = p.channel.clone();
             catch_up(inner, &channel, last, Some((p.epoch.clone(), p.offset))).await;
             if let Fit::Next = fit(inner, &p) {
-                deliver(inner, Arc::new(p), Some(&origin));
+                deliver(inner, p, Some(&origin));
             }
         }
     }

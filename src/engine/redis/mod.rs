@@ -173,10 +173,10 @@ impl Inner {
         self.metrics.round_trip(started.elapsed());
         match result {
             Ok((offset, epoch, duplicate)) => {
-                if duplicate == 1 {
-                    if let Some((receipt, _)) = lock(&self.receipts).remove(&seq) {
-                        receipt.expect(0);
-                    }
+                if duplicate == 1
+                    && let Some((receipt, _)) = lock(&self.receipts).remove(&seq)
+                {
+                    receipt.expect(0);
                 }
                 Ok(Published {
                     offset,
@@ -230,7 +230,7 @@ impl Inner {
             let raw = text(Some(item))?;
             match wire::decode(channel, raw.into()) {
                 Some(wire::Message::Publication { publication, .. }) => {
-                    publications.push(Arc::new(publication))
+                    publications.push(publication)
                 }
                 _ => log::warn!("redis: skipped a malformed history entry of {channel}"),
             }

@@ -22,7 +22,7 @@ use crate::engine::{Kind, Member, Publication};
 #[derive(Debug)]
 pub enum Message {
     Publication {
-        publication: Publication,
+        publication: Arc<Publication>,
         origin: Origin,
     },
     Presence {
@@ -83,7 +83,7 @@ pub fn decode(channel: &ChannelName, message: Bytes) -> Option<Message> {
                 Publication::new(channel.clone(), offset, epoch, kind, data, Instant::now());
             publication.time_ms = time_ms;
             Some(Message::Publication {
-                publication,
+                publication: Arc::new(publication),
                 origin,
             })
         }
