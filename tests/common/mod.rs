@@ -7,6 +7,7 @@ pub mod broadcast;
 pub mod peer;
 pub mod pki;
 pub mod raw;
+pub mod redis;
 pub mod stall;
 pub mod wsc;
 
