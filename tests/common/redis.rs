@@ -318,34 +318,33 @@ pub struct Cluster {
     pub nodes: Vec<TestWsd>,
     pub redis: RedisServer,
     pub prefix: String,
+    /// What the instances run with (for starting one more).
+    pub config: Config,
 }
 
 impl Cluster {
     /// `n` instances on a new Redis without persistence.
     pub fn start(n: usize) -> Cluster {
-        Cluster::on(RedisServer::start(), n)
+        Cluster::on(RedisServer::start(), n, |_| {})
     }
 
-    /// `n` instances on `redis`.
-    pub fn on(redis: RedisServer, n: usize) -> Cluster {
+    /// `n` instances on `redis`, with [`redis_config`] changed by `edit`.
+    pub fn on(redis: RedisServer, n: usize, edit: impl FnOnce(&mut Config)) -> Cluster {
         let prefix = unique_prefix();
-        let config = redis_config(&redis, &prefix);
+        let mut config = redis_config(&redis, &prefix);
+        edit(&mut config);
         let nodes = (0..n).map(|_| TestWsd::start(config.clone())).collect();
         Cluster {
             nodes,
             redis,
             prefix,
+            config,
         }
-    }
-
-    /// The config the instances run with (for starting one more).
-    pub fn config(&self) -> Config {
-        redis_config(&self.redis, &self.prefix)
     }
 
     /// The Redis pub/sub channel of a wsd channel: `{prefix}:c:{channel}`.
     pub fn pubsub(&self, channel: &str) -> String {
-        format!("{}:c:{channel}", self.prefix)
+        pubsub_channel(&self.prefix, channel)
     }
 
     /// Waits (bounded) until exactly `n` instances listen to `channel` in
@@ -358,6 +357,11 @@ impl Cluster {
     pub fn listened(&self) -> Vec<String> {
         self.redis.pubsub_channels(&format!("{}:c:*", self.prefix))
     }
+}
+
+/// The Redis pub/sub channel of a wsd channel: `{prefix}:c:{channel}`.
+pub fn pubsub_channel(prefix: &str, channel: &str) -> String {
+    format!("{prefix}:c:{channel}")
 }
 
 /// A real `wsd` process, for a test that must crash an instance (dropping a
