@@ -12,7 +12,7 @@ use std::time::Duration;
 use common::redis::{
     Cluster, PRESENCE_TTL, RedisServer, WsdProcess, command, conns, get_json, json_msg, json_where,
     metric_sum, presence_conns, publish, pubsub_channel, redis_config, text, try_publish,
-    unique_prefix, wait_health,
+    unique_prefix, until_live, wait_engine_up, wait_health,
 };
 use common::{BOUND, TestWsd, Ws, wait_until};
 use futures_util::StreamExt;
@@ -55,9 +55,9 @@ fn the_harness_persistent_redis_keeps_acknowledged_writes_across_a_kill() {
 /// its reconnect backoff plus a loaded machine's slack.
 const RECONNECT_BOUND: Duration = Duration::from_secs(30);
 
-/// How long a subscriber may wait for its next message through an outage
-/// (kill, the publishes that fail, restart, reconnect).
-const OUTAGE_READ_BOUND: Duration = Duration::from_secs(45);
+/// How long a subscriber may take to see the whole outage through (kill,
+/// the publishes that fail, restart, reconnect, the last publication).
+const OUTAGE_BOUND: Duration = Duration::from_secs(90);
 
 /// Three instances, three plain subscribers (one on each): a publication made
 /// on any instance reaches each of them once, in one global offset order.
@@ -72,11 +72,13 @@ async fn a_publication_on_any_instance_reaches_subscribers_on_every_instance_onc
         subs.push(node.connect_to("/channels/news").await);
     }
     cluster.wait_listeners("news", 3).await;
+    let go = until_live(a, "news", &mut subs).await;
+    let go = go["offset"].as_u64().expect("offset");
     let mut epochs = Vec::new();
     for (i, node) in [a, b, c].into_iter().enumerate() {
         let answer = publish(node, "news", &format!("from {i}")).await;
         // Offsets are the channel's, assigned in Redis, not the instance's.
-        assert_eq!(answer["offset"], i as u64 + 1, "{answer}");
+        assert_eq!(answer["offset"], go + i as u64 + 1, "{answer}");
         epochs.push(answer["epoch"].as_str().expect("epoch").to_owned());
     }
     assert!(epochs.iter().all(|e| *e == epochs[0]), "{epochs:?}");
@@ -97,6 +99,10 @@ async fn an_http_publish_on_b_reaches_json_subscribers_on_a_and_c() {
     };
     let mut on_a = a.connect_to("/channels/alerts?format=json").await;
     let mut on_c = c.connect_to("/channels/alerts?format=json").await;
+    // The subscribe reply: from here on each is live.
+    for sub in [&mut on_a, &mut on_c] {
+        json_where(sub, |m| m["ok"] == true).await;
+    }
     // B, with no subscriber of its own, does not listen.
     cluster.wait_listeners("alerts", 2).await;
     let answer = publish(b, "alerts", "fire").await;
@@ -167,12 +173,18 @@ async fn a_subscriber_recovers_on_another_instance_exactly_what_it_missed() {
     let [a, b, c] = &cluster.nodes[..] else {
         unreachable!()
     };
-    let mut ws = a.connect_to("/channels/feed").await;
-    cluster.wait_listeners("feed", 1).await;
+    // A client of A sees m1 (offset 1), then goes away.
+    let mut ws = a.connect_to("/channels/feed?format=json").await;
+    json_where(&mut ws, |m| m["ok"] == true).await;
     let first = publish(a, "feed", "m1").await;
     assert_eq!(first["offset"], 1);
     let epoch = first["epoch"].as_str().expect("epoch").to_owned();
-    assert_eq!(text(&mut ws).await, "m1");
+    let seen = json_where(&mut ws, |m| m.get("data").is_some()).await;
+    assert_eq!(
+        (seen["offset"].as_u64(), seen["data"].as_str()),
+        (Some(1), Some("m1"))
+    );
+    assert_eq!(seen["epoch"], epoch.as_str());
     drop(ws);
     cluster.wait_listeners("feed", 0).await;
     for i in 2..=6 {
@@ -379,13 +391,50 @@ async fn with_redis_unreachable_wsd_starts_answers_503_and_recovers_when_it_retu
             .as_str()
             .is_some_and(|m| !m.is_empty())
     );
+    // A plain subscriber arriving now is refused, or accepted; if accepted,
+    // it is either told (closed) or really subscribed once Redis is back.
+    let early = tokio_tungstenite::connect_async(format!("ws://{}/channels/early", wsd.addr()));
+    let early = tokio::time::timeout(BOUND, early)
+        .await
+        .expect("the upgrade got no answer");
 
     redis.restart();
     wait_health(&wsd, 200, "up", RECONNECT_BOUND).await;
-    let mut sub = wsd.connect_to("/channels/x").await;
-    redis.wait_numsub(&pubsub_channel(&prefix, "x"), 1).await;
+    eprintln!(
+        "a subscriber during the outage: {:?}",
+        early.as_ref().map(|_| "accepted")
+    );
+    if let Ok((early, _)) = early {
+        let channel = pubsub_channel(&prefix, "early");
+        let deadline = tokio::time::Instant::now() + RECONNECT_BOUND;
+        let mut early = Some(early);
+        while redis.numsub(&channel) == 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "a subscriber accepted while Redis was down is open, but never subscribed in Redis"
+            );
+            // Anything but a close is not an answer here (pings, pongs).
+            let ws = early.as_mut().expect("open");
+            let next = tokio::time::timeout(Duration::from_millis(50), ws.next()).await;
+            if matches!(next, Ok(Some(Ok(Message::Close(_))) | None | Some(Err(_)))) {
+                eprintln!("... then closed: {next:?}");
+                early = None;
+                break;
+            }
+        }
+        if let Some(early) = early {
+            // Subscribed: it must go live and get what is published.
+            let mut subs = vec![early];
+            until_live(&wsd, "early", &mut subs).await;
+            publish(&wsd, "early", "late but there").await;
+            assert_eq!(text(&mut subs[0]).await, "late but there");
+        }
+    }
+    let mut sub = wsd.connect_to("/channels/x?format=json").await;
+    json_where(&mut sub, |m| m["ok"] == true).await;
     publish(&wsd, "x", "found").await;
-    assert_eq!(text(&mut sub).await, "found");
+    let found = json_where(&mut sub, |m| m.get("data").is_some()).await;
+    assert_eq!(found["data"], "found");
 }
 
 /// What one subscriber saw through a Redis outage.
@@ -421,8 +470,11 @@ async fn watch(mut ws: Ws, json: bool, channel: &str) -> Seen {
             .and_then(|n| n.parse().ok())
             .unwrap_or_else(|| panic!("not a test publication: {data:?}"))
     };
+    // One deadline for the lot: heartbeat pings would restart a timeout
+    // taken per frame.
+    let deadline = tokio::time::Instant::now() + OUTAGE_BOUND;
     for _ in 0..100_000 {
-        let msg = match tokio::time::timeout(OUTAGE_READ_BOUND, ws.next()).await {
+        let msg = match tokio::time::timeout_at(deadline, ws.next()).await {
             Ok(Some(Ok(msg))) => msg,
             other => panic!("json={json}: {other:?} after {seen:?}"),
         };
@@ -496,6 +548,15 @@ async fn through_an_outage(redis: RedisServer) -> (Vec<Attempt>, Vec<(String, Se
         }
     }
     cluster.wait_listeners(CHANNEL, 2).await;
+    let (names, mut sockets): (Vec<_>, Vec<_>) = subs
+        .into_iter()
+        .map(|(name, json, ws)| ((name, json), ws))
+        .unzip();
+    until_live(&cluster.nodes[0], CHANNEL, &mut sockets).await;
+    let subs = names
+        .into_iter()
+        .zip(sockets)
+        .map(|((name, json), ws)| (name, json, ws));
 
     let Cluster {
         nodes,
@@ -564,10 +625,24 @@ async fn through_an_outage(redis: RedisServer) -> (Vec<Attempt>, Vec<(String, Se
         stop.set(true);
     };
     let watchers = join_all(
-        subs.into_iter()
-            .map(|(name, json, ws)| async move { (name, watch(ws, json, CHANNEL).await) }),
+        subs.map(|(name, json, ws)| async move { (name, watch(ws, json, CHANNEL).await) }),
     );
     let (attempts, (), seen) = futures_util::join!(publisher, controller, watchers);
+    // For a failing test's output.
+    let refused: Vec<u64> = attempts
+        .iter()
+        .filter(|a| a.answer.is_none())
+        .map(|a| a.n)
+        .collect();
+    eprintln!("{} publishes, refused: {refused:?}", attempts.len());
+    for (name, seen) in &seen {
+        eprintln!(
+            "{name}: got {}, gap {}, end {}",
+            seen.got.len(),
+            seen.gap,
+            seen.end
+        );
+    }
     (attempts, seen, cluster)
 }
 
@@ -759,17 +834,23 @@ async fn deployments_with_different_prefixes_on_one_redis_share_nothing() {
     let (p1, p2) = (unique_prefix(), unique_prefix());
     let x = TestWsd::start(redis_config(&redis, &p1));
     let y = TestWsd::start(redis_config(&redis, &p2));
-    let mut on_x = x.connect_to("/channels/shared").await;
-    let mut on_y = y.connect_to("/channels/shared").await;
+    wait_engine_up(x.addr());
+    wait_engine_up(y.addr());
+    let mut on_x = x.connect_to("/channels/shared?format=json").await;
+    let mut on_y = y.connect_to("/channels/shared?format=json").await;
+    for sub in [&mut on_x, &mut on_y] {
+        json_where(sub, |m| m["ok"] == true).await;
+    }
     redis.wait_numsub(&pubsub_channel(&p1, "shared"), 1).await;
     redis.wait_numsub(&pubsub_channel(&p2, "shared"), 1).await;
     assert_eq!(publish(&x, "shared", "for x").await["offset"], 1);
     assert_eq!(publish(&y, "shared", "for y").await["offset"], 1);
-    // Each subscriber's first message is its own deployment's.
-    assert_eq!(text(&mut on_x).await, "for x");
-    assert_eq!(text(&mut on_y).await, "for y");
+    // Each subscriber's first delivery is its own deployment's.
+    let data = |m: &Value| m.get("data").is_some();
+    assert_eq!(json_where(&mut on_x, data).await["data"], "for x");
+    assert_eq!(json_where(&mut on_y, data).await["data"], "for y");
     publish(&x, "shared", "x again").await;
-    assert_eq!(text(&mut on_x).await, "x again");
+    assert_eq!(json_where(&mut on_x, data).await["data"], "x again");
     let ours =
         |name: &str| name.starts_with(&format!("{p1}:")) || name.starts_with(&format!("{p2}:"));
     let keys = redis.keys();
@@ -791,10 +872,11 @@ async fn the_redis_metrics_exist_and_count() {
     let [a, b] = &cluster.nodes[..] else {
         unreachable!()
     };
-    let mut sub = a.connect_to("/channels/m").await;
-    cluster.wait_listeners("m", 1).await;
+    let mut sub = a.connect_to("/channels/m?format=json").await;
+    json_where(&mut sub, |m| m["ok"] == true).await;
     publish(b, "m", "counted").await;
-    assert_eq!(text(&mut sub).await, "counted");
+    let d = json_where(&mut sub, |m| m.get("data").is_some()).await;
+    assert_eq!(d["data"], "counted");
     for node in [a, b] {
         for name in [
             "wsd_redis_reconnects_total",

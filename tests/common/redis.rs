@@ -9,18 +9,19 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use futures_util::SinkExt;
+use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
 use wsd::config::{Config, EngineKind, NamespaceConfig};
 
-use super::{BOUND, TestWsd, Ws, next_message, test_config, wait_until};
+use super::{BOUND, TestWsd, Ws, test_config, wait_until};
 
 /// How to get the binary, for the failure message.
 const INSTALL: &str = "install it with `apt-get install redis-server` \
@@ -221,6 +222,7 @@ impl RedisServer {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
+        die_with_parent(&mut cmd);
         let child = match cmd.spawn() {
             Ok(child) => child,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -269,11 +271,57 @@ enum Spawn {
     PortTaken,
 }
 
+/// Has the kernel SIGKILL the child when the thread that started it ends,
+/// so that a test killed or aborted (no `Drop` runs then) leaves no server
+/// behind. Each test starts, restarts and drops its servers on its own
+/// thread, which lives as long as the test.
+fn die_with_parent(cmd: &mut Command) {
+    // SAFETY: the closure runs in the child between fork and exec and only
+    // makes one async-signal-safe system call.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free loopback port")
         .port()
+}
+
+/// Waits (bounded) until the instance at `addr` answers `/healthz` with
+/// `"engine":"up"`: until then it refuses what needs Redis (it connects after
+/// it starts), and a load balancer would not send it clients yet.
+pub fn wait_engine_up(addr: SocketAddr) {
+    let deadline = Instant::now() + BOUND;
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        match healthz(addr) {
+            Ok(body) if body.contains("\"engine\":\"up\"") => return,
+            Ok(body) => last = body,
+            Err(e) => last = e.to_string(),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("the engine of wsd at {addr} did not come up within {BOUND:?}: {last}");
+}
+
+/// `GET /healthz` over a plain TCP connection (usable outside a runtime):
+/// the whole answer, status line included.
+fn healthz(addr: SocketAddr) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, BOUND)?;
+    stream.set_read_timeout(Some(BOUND))?;
+    stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: wsd\r\nConnection: close\r\n\r\n")?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer)?;
+    Ok(answer)
 }
 
 /// A prefix no other test uses, so that nothing a test finds in Redis can
@@ -333,7 +381,10 @@ impl Cluster {
         let prefix = unique_prefix();
         let mut config = redis_config(&redis, &prefix);
         edit(&mut config);
-        let nodes = (0..n).map(|_| TestWsd::start(config.clone())).collect();
+        let nodes: Vec<TestWsd> = (0..n).map(|_| TestWsd::start(config.clone())).collect();
+        for node in &nodes {
+            wait_engine_up(node.addr());
+        }
         Cluster {
             nodes,
             redis,
@@ -380,15 +431,15 @@ impl WsdProcess {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let path = dir.path().join("wsd.toml");
         std::fs::write(&path, config.to_toml()).expect("write the config");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_wsd"))
-            .arg("--config")
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_wsd"));
+        cmd.arg("--config")
             .arg(&path)
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn wsd");
+            .stderr(Stdio::piped());
+        die_with_parent(&mut cmd);
+        let mut child = cmd.spawn().expect("spawn wsd");
         let stderr = child.stderr.take().expect("stderr");
         let (tx, rx) = mpsc::channel();
         // Reads stderr to its end, so that wsd never blocks on a full pipe;
@@ -410,11 +461,13 @@ impl WsdProcess {
                 panic!("wsd did not log {LISTENING:?} within {BOUND:?}");
             }
         };
-        WsdProcess {
+        let process = WsdProcess {
             child: Some(child),
             addr: addr.parse().expect("the logged address"),
             _dir: dir,
-        }
+        };
+        wait_engine_up(process.addr);
+        process
     }
 
     pub async fn connect_to(&self, path: &str) -> Ws {
@@ -534,28 +587,56 @@ pub async fn metric_sum(wsd: &TestWsd, name: &str) -> Option<f64> {
     (!values.is_empty()).then(|| values.iter().sum())
 }
 
-/// The next text message (pings skipped), within [`BOUND`].
-pub async fn text(ws: &mut Ws) -> String {
-    match next_message(ws).await {
+/// The next data or close message, skipping pings and pongs, before
+/// `deadline`. (The deadline is fixed before the first read: the server's
+/// heartbeat pings arrive every 250 ms, so a timeout started afresh for each
+/// frame would never expire.)
+pub async fn next_before(ws: &mut Ws, deadline: tokio::time::Instant) -> Message {
+    loop {
+        let msg = tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .expect("no message within the bound")
+            .expect("the stream ended")
+            .expect("a websocket error");
+        match msg {
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => return other,
+        }
+    }
+}
+
+fn deadline() -> tokio::time::Instant {
+    tokio::time::Instant::now() + BOUND
+}
+
+async fn text_before(ws: &mut Ws, deadline: tokio::time::Instant) -> String {
+    match next_before(ws, deadline).await {
         Message::Text(t) => t.to_string(),
         other => panic!("expected text, got {other:?}"),
     }
 }
 
+/// The next text message, within [`BOUND`].
+pub async fn text(ws: &mut Ws) -> String {
+    text_before(ws, deadline()).await
+}
+
+/// The next message, as JSON, within [`BOUND`].
 pub async fn json_msg(ws: &mut Ws) -> Value {
     serde_json::from_str(&text(ws).await).expect("a JSON message")
 }
 
-/// The next JSON message for which `wanted` is true, skipping at most a few
-/// hundred others (replies, events the test does not look at).
+/// The next JSON message for which `wanted` is true, skipping others
+/// (replies, events the test does not look at), within [`BOUND`].
 pub async fn json_where(ws: &mut Ws, wanted: impl Fn(&Value) -> bool) -> Value {
-    for _ in 0..500 {
-        let msg = json_msg(ws).await;
+    let deadline = deadline();
+    loop {
+        let text = text_before(ws, deadline).await;
+        let msg: Value = serde_json::from_str(&text).expect("a JSON message");
         if wanted(&msg) {
             return msg;
         }
     }
-    panic!("no wanted message among 500");
 }
 
 /// Sends a JSON-mode command and returns its reply (the message with its
@@ -566,4 +647,67 @@ pub async fn command(ws: &mut Ws, command: Value) -> Value {
         .expect("send a command");
     let id = command["id"].clone();
     json_where(ws, |m| m["id"] == id && m.get("ok").is_some()).await
+}
+
+/// The next data or close message before `deadline`, or None then.
+async fn try_next_before(ws: &mut Ws, deadline: tokio::time::Instant) -> Option<Message> {
+    loop {
+        match tokio::time::timeout_at(deadline, ws.next()).await {
+            Err(_) => return None,
+            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+            Ok(Some(Ok(msg))) => return Some(msg),
+            Ok(other) => panic!("while waiting to be live: {other:?}"),
+        }
+    }
+}
+
+/// Whether a message (plain text, or a JSON delivery) is the `go` marker.
+fn is_go(text: &str) -> bool {
+    text == "go" || serde_json::from_str::<Value>(text).is_ok_and(|m| m["data"] == "go")
+}
+
+/// Returns once every subscriber in `subs` (plain or JSON) is live on
+/// `channel`, with the `go` marker as the last thing each has read; answers
+/// the publish of `go`.
+///
+/// A subscriber is counted (and the instance SUBSCRIBEd in Redis) when it
+/// joins, but it goes live only after the engine has read the channel's
+/// position, and a plain subscriber without `since` starts after what was
+/// published before then. A plain client has no sign of that moment, so:
+/// publish markers until each subscriber has got one (a live one gets each
+/// at once), then `go`, and read up to it.
+pub async fn until_live(wsd: &TestWsd, channel: &str, subs: &mut [Ws]) -> Value {
+    let deadline = tokio::time::Instant::now() + BOUND;
+    let mut live = vec![false; subs.len()];
+    let mut markers = 0;
+    while live.iter().any(|l| !l) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{markers} markers published to {channel}, but subscribers {:?} got none",
+            live.iter()
+                .enumerate()
+                .filter(|(_, l)| !**l)
+                .map(|(i, _)| i)
+                .collect::<Vec<_>>()
+        );
+        publish(wsd, channel, &format!("sync {markers}")).await;
+        markers += 1;
+        for (ws, live) in subs.iter_mut().zip(&mut live) {
+            if *live {
+                continue;
+            }
+            // Short: how long decides only how many markers are sent.
+            let soon = tokio::time::Instant::now() + Duration::from_millis(100);
+            if let Some(msg) = try_next_before(ws, soon).await {
+                assert!(matches!(msg, Message::Text(_)), "while syncing: {msg:?}");
+                *live = true;
+            }
+        }
+    }
+    let go = publish(wsd, channel, "go").await;
+    let deadline = tokio::time::Instant::now() + BOUND;
+    for ws in subs {
+        while !is_go(&text_before(ws, deadline).await) {}
+    }
+    go
 }
