@@ -220,10 +220,12 @@ where
     }
 }
 
-/// The next data or close message, skipping pings/pongs, within [`BOUND`].
+/// The next data or close message, skipping pings/pongs, within [`BOUND`]
+/// in all (one deadline: the server's pings must not extend it).
 pub async fn next_message(ws: &mut Ws) -> Message {
+    let deadline = tokio::time::Instant::now() + BOUND;
     loop {
-        let msg = tokio::time::timeout(BOUND, ws.next())
+        let msg = tokio::time::timeout_at(deadline, ws.next())
             .await
             .expect("no message within bound")
             .expect("stream ended")

@@ -269,15 +269,16 @@ impl Inner {
     /// SUBSCRIBEs to the channel and reads where it stands (the baseline the
     /// listener checks later offsets against).
     async fn listen(self: Arc<Self>, channel: ChannelName) -> Result<(), String> {
-        self.check_up().map_err(|e| e.to_string())?;
+        // The caller wraps the message in an `EngineError` again.
+        let message = |e: EngineError| match e {
+            EngineError::Unavailable(m) => m,
+        };
+        self.check_up().map_err(message)?;
         let mut conn = self.conn.clone();
         conn.subscribe(self.pubsub(&channel))
             .await
             .map_err(|e| e.to_string())?;
-        let (top, _, _) = self
-            .read(&channel, "last", 0, 0)
-            .await
-            .map_err(|e| e.to_string())?;
+        let (top, _, _) = self.read(&channel, "last", 0, 0).await.map_err(message)?;
         if let Some(listen) = lock(&self.listening).get_mut(&channel) {
             listen
                 .last
