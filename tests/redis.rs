@@ -897,3 +897,27 @@ async fn the_redis_metrics_exist_and_count() {
     .await;
     assert!(received, "A counted no publication received");
 }
+
+#[actix_rt::test]
+async fn a_plain_subscriber_is_live_from_its_upgrade_on() {
+    // No waiting for the subscription to take effect in Redis: whatever is
+    // published once the 101 arrived must reach the subscriber, here from
+    // another instance, on a channel that did not exist before and on one
+    // that did.
+    let cluster = Cluster::start(2);
+    let [a, b] = &cluster.nodes[..] else {
+        unreachable!()
+    };
+    publish(a, "old", "before").await;
+    for channel in ["fresh", "old"] {
+        for round in 0..5 {
+            let name = format!("{channel}{round}");
+            if channel == "old" {
+                publish(a, &name, "before").await;
+            }
+            let mut sub = b.connect_to(&format!("/channels/{name}")).await;
+            publish(a, &name, "right after the upgrade").await;
+            assert_eq!(text(&mut sub).await, "right after the upgrade", "{name}");
+        }
+    }
+}

@@ -35,6 +35,11 @@ pub enum Start {
     Since(Position),
     /// With the last `n` publications kept.
     Last(usize),
+    /// After a position read when the client connected, so that the
+    /// connection is live from its upgrade on: what followed is replayed if
+    /// it is kept, and otherwise delivery starts live, as for `Live` (this
+    /// is not a recovery the client asked for).
+    After(Position),
 }
 
 /// A publication to make.
@@ -162,9 +167,19 @@ impl Channels {
         let query = match start {
             Start::Live => HistoryQuery::Last(0),
             Start::Last(n) => HistoryQuery::Last(n),
-            Start::Since(since) => HistoryQuery::Since { since, limit: 0 },
+            Start::Since(since) | Start::After(since) => HistoryQuery::Since { since, limit: 0 },
         };
         Ok(self.engine.history(&channel, query).await?)
+    }
+
+    /// Where `channel` stands now (offset 0 and no epoch if it does not
+    /// exist yet).
+    pub async fn position(&self, channel: &ChannelName) -> Result<Position, ChannelError> {
+        Ok(self
+            .engine
+            .history(channel, HistoryQuery::Last(0))
+            .await?
+            .top)
     }
 
     /// Queues the replay and what arrived meanwhile; `None` if the

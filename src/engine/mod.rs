@@ -84,7 +84,8 @@ pub struct Published {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HistoryQuery {
     /// Everything after this position, if all of it is still kept;
-    /// otherwise nothing (never a partial replay). At most `limit` (0 = no
+    /// otherwise nothing (never a partial replay). Offset 0 with no epoch
+    /// is the channel's beginning, in whatever epoch it has. At most `limit` (0 = no
     /// limit) publications: more than that is not a full recovery either.
     Since { since: Position, limit: usize },
     /// The last `n`.

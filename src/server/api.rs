@@ -208,8 +208,7 @@ fn plan(
         PubSubSetup {
             channels: state.channels().clone(),
             format,
-            subscribe: channels,
-            start,
+            subscribe: channels.into_iter().map(|c| (c, start.clone())).collect(),
             claims,
         },
         offered_json.then_some(JSON_PROTOCOL),
@@ -252,7 +251,19 @@ async fn subscribe(
     state: &AppState,
     names: Option<&str>,
 ) -> HttpResponse {
-    match plan(req, state, names) {
+    let planned = async {
+        let (mut setup, protocol) = plan(req, state, names)?;
+        // The connection is live from its upgrade on: what is published
+        // between the 101 and the subscription taking effect (with a
+        // networked engine, a round trip or two) is replayed from history.
+        for (channel, start) in &mut setup.subscribe {
+            if *start == Start::Live {
+                *start = Start::After(state.channels().position(channel).await?);
+            }
+        }
+        Ok::<_, ChannelError>((setup, protocol))
+    };
+    match planned.await {
         Ok((setup, protocol)) => upgrade_session(req, payload, state, Some(setup), protocol),
         Err(e) => {
             log::info!(

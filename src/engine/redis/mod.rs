@@ -256,7 +256,10 @@ impl Inner {
             HistoryQuery::Since { since, limit } => {
                 let (top, complete, publications) =
                     self.read(channel, "since", since.offset, limit).await?;
-                let recovered = complete && !top.epoch.is_empty() && top.epoch == since.epoch;
+                // No epoch at offset 0 means from the channel's beginning.
+                let from_start = since.epoch.is_empty() && since.offset == 0;
+                let recovered =
+                    complete && !top.epoch.is_empty() && (top.epoch == since.epoch || from_start);
                 Ok(History {
                     publications: if recovered { publications } else { Vec::new() },
                     top,

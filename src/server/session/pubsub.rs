@@ -30,9 +30,9 @@ pub const TOKEN_EXPIRED: u16 = 4001;
 pub(crate) struct PubSubSetup {
     pub channels: Arc<Channels>,
     pub format: Format,
-    /// Subscribed at once (from the URL), access already checked.
-    pub subscribe: Vec<ChannelName>,
-    pub start: Start,
+    /// Subscribed at once (from the URL), access already checked, each
+    /// with where it starts.
+    pub subscribe: Vec<(ChannelName, Start)>,
     pub claims: Option<Claims>,
 }
 
@@ -46,7 +46,7 @@ pub(super) struct PubSub {
     /// Plain mode: the client's messages go to the first channel of the URL.
     publish_to: Option<ChannelName>,
     /// Subscriptions of the URL, made when the actor starts.
-    initial: Option<(Vec<ChannelName>, Start)>,
+    initial: Option<Vec<(ChannelName, Start)>>,
 }
 
 struct Joined {
@@ -91,7 +91,7 @@ impl PubSub {
     pub(super) fn new(setup: PubSubSetup, outbox: Outbox, addr: Addr<Session>) -> PubSub {
         PubSub {
             publish_to: match setup.format {
-                Format::Plain => setup.subscribe.first().cloned(),
+                Format::Plain => setup.subscribe.first().map(|(c, _)| c.clone()),
                 Format::Json => None,
             },
             channels: setup.channels,
@@ -99,7 +99,7 @@ impl PubSub {
             sink: Rc::new(SessionSink { outbox, addr }),
             joined: Vec::new(),
             claims: setup.claims,
-            initial: Some((setup.subscribe, setup.start)),
+            initial: Some(setup.subscribe),
         }
     }
 
@@ -156,10 +156,8 @@ impl Session {
                 );
             });
         }
-        if let Some((channels, start)) = initial {
-            for channel in channels {
-                self.subscribe(channel, start.clone(), None, ctx);
-            }
+        for (channel, start) in initial.into_iter().flatten() {
+            self.subscribe(channel, start, None, ctx);
         }
     }
 
