@@ -5,7 +5,9 @@
 #   memory  one wsd with the in-memory engine, publish to it;
 #   local   wsd A with the Redis engine, subscribers and publisher on A
 #           (every publication goes through Redis and back);
-#   cross   wsd A, B, C sharing one Redis: subscribers on B, publisher on A.
+#   cross   wsd A, B, C sharing one Redis: subscribers on B, publisher on A;
+#   socketio  the same across three Socket.IO 4 servers with the official
+#           Redis adapter (bench/peers/socketio-redis), the scale-out peer.
 # Prints publish-to-delivery p50/p99 and deliveries/s (medians over REPS),
 # and the CPU seconds that Redis and the wsd instances used per run, so it
 # shows whether wsd or Redis is the bottleneck.
@@ -14,7 +16,8 @@
 #   REPS=1 DURATION=3s bench/redis.sh   # a quick look
 #
 # Needs redis-server on PATH (apt-get install redis-server), the Rust
-# toolchain, and taskset (util-linux): the servers on core 0, the load on
+# toolchain, node + npm (npm ci fetches the peer's pinned packages once), and
+# taskset (util-linux): the servers on core 0, the load on
 # core 1. Only processes this script started are stopped, by PID.
 #
 # Environment: REPS (3), DURATION (10s), WARMUP (2s), DRAIN (2s), SUBS
@@ -52,6 +55,10 @@ if [ -z "${WSD:-}" ] || [ -z "${WSC:-}" ]; then
 fi
 WSD=${WSD:-target/release/wsd}
 WSC=${WSC:-target/release/wsc}
+if [ ! -d bench/peers/socketio-redis/node_modules ]; then
+    note "installing the Socket.IO peer's pinned packages (npm ci)"
+    (cd bench/peers/socketio-redis && npm ci --no-audit --no-fund >&2)
+fi
 
 PIDS=()
 trap 'for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; wait 2>/dev/null; rm -rf "$TMP"' EXIT
@@ -96,6 +103,18 @@ TOML
     die "wsd $name did not become healthy on port $port"
 }
 
+# start_socketio NAME PORT: one Socket.IO peer on the shared Redis.
+start_socketio() {
+    local name=$1 port=$2
+    "${SERVER_PIN[@]}" node bench/peers/socketio-redis/server.js "127.0.0.1:$port" \
+        "redis://127.0.0.1:$REDIS_PORT" 2>"$TMP/$name.log" &
+    WSD_PIDS[$name]=$!
+    PIDS+=("$!")
+    for _ in $(seq 100); do port_open "$port" && return 0; sleep 0.1; done
+    cat "$TMP/$name.log" >&2
+    die "Socket.IO peer $name did not start on port $port"
+}
+
 stop_all() {
     for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
     for p in "${PIDS[@]}"; do
@@ -110,13 +129,14 @@ stop_all() {
 # cpu_s PID: user+system CPU seconds the process used so far.
 cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat"; }
 
-# run NAME SUB_PORT PUB_PORT: one fan-out; "key value" lines on stdout.
+# run NAME SUB_URL PUB_PORT [ARGS]: one fan-out; "key value" lines on stdout.
 run() {
     local name=$1 sub=$2 pub=$3 before_r before_w after_r after_w
+    shift 3
     before_r=$(cpu_s "$REDIS_PID" 2>/dev/null || echo 0)
     before_w=0
     for p in "${WSD_PIDS[@]}"; do before_w=$(awk -v a="$before_w" -v b="$(cpu_s "$p")" 'BEGIN { print a + b }'); done
-    timeout "$RUN_TIMEOUT" "${LOAD_PIN[@]}" "$WSC" bench --fanout "ws://127.0.0.1:$sub/channels/$CHANNEL" \
+    timeout "$RUN_TIMEOUT" "${LOAD_PIN[@]}" "$WSC" bench --fanout "$sub" "$@" \
         --publish-url "http://127.0.0.1:$pub/channels/$CHANNEL" -c "$SUBS" --rate "$RATE" \
         -d "$DURATION" --warmup "$WARMUP" --drain "$DRAIN" --sources "$SOURCES" --json \
         >"$TMP/$name.json" 2>"$TMP/$name.err" || note "$name: wsc bench reported errors (lost $(field lost "$TMP/$name.json"))"
@@ -135,34 +155,43 @@ A=$((BASE_PORT + 1)) B=$((BASE_PORT + 2)) C=$((BASE_PORT + 3))
 for rep in $(seq "$REPS"); do
     start_redis
     start_wsd memory "$A" memory
-    run memory "$A" "$A" >"$TMP/result.memory.$rep"
+    run memory "ws://127.0.0.1:$A/channels/$CHANNEL" "$A" >"$TMP/result.memory.$rep"
     stop_all
 
     start_redis
     start_wsd a "$A" redis
-    run local "$A" "$A" >"$TMP/result.local.$rep"
+    run local "ws://127.0.0.1:$A/channels/$CHANNEL" "$A" >"$TMP/result.local.$rep"
     stop_all
 
     start_redis
     start_wsd a "$A" redis
     start_wsd b "$B" redis
     start_wsd c "$C" redis
-    run cross "$B" "$A" >"$TMP/result.cross.$rep"
+    run cross "ws://127.0.0.1:$B/channels/$CHANNEL" "$A" >"$TMP/result.cross.$rep"
+    stop_all
+
+    start_redis
+    start_socketio sa "$((BASE_PORT + 5))"
+    start_socketio sb "$((BASE_PORT + 6))"
+    start_socketio sc "$((BASE_PORT + 7))"
+    run socketio "ws://127.0.0.1:$((BASE_PORT + 6))/socket.io/?EIO=4&transport=websocket&channel=$CHANNEL" \
+        "$((BASE_PORT + 5))" --socketio >"$TMP/result.socketio.$rep"
     stop_all
     note "repetition $rep of $REPS done"
 done
 
-echo "| $SUBS subscribers, $RATE pub/s, 64 B, HTTP publish | memory | local (Redis) | cross (A -> Redis -> B) |"
-echo "| --- | ---: | ---: | ---: |"
+echo "| $SUBS subscribers, $RATE pub/s, 64 B, HTTP publish | memory | local (Redis) | cross (A -> Redis -> B) | Socket.IO cross | wsd cross / Socket.IO |"
+echo "| --- | ---: | ---: | ---: | ---: | ---: |"
 for key in p50 p99 dps lost redis_cpu wsd_cpu; do
     case $key in
         p50) label="p50 µs" ;; p99) label="p99 µs" ;; dps) label="deliveries/s" ;;
-        lost) label="lost" ;; redis_cpu) label="Redis CPU s per run" ;; wsd_cpu) label="wsd CPU s per run (all instances)" ;;
+        lost) label="lost" ;; redis_cpu) label="Redis CPU s per run" ;; wsd_cpu) label="server CPU s per run (all instances)" ;;
     esac
     row="| $label"
-    for name in memory local cross; do
+    for name in memory local cross socketio; do
         vals=$(for rep in $(seq "$REPS"); do awk -v k="$key" '$1 == k { print $2 }' "$TMP/result.$name.$rep"; done | paste -sd/ -)
         row="$row | $(median "$name" "$key") ($vals)"
     done
-    echo "$row |"
+    ratio=$(awk -v a="$(median cross "$key")" -v b="$(median socketio "$key")" 'BEGIN { if (b + 0 > 0) printf "%.2f", a / b; else print "n/a" }')
+    echo "$row | $ratio |"
 done

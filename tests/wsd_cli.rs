@@ -105,6 +105,15 @@ fn bad_configs_exit_2_naming_file_and_key_before_listening() {
             "[session]\nmax_message_size = \"0B\"\n",
             "session.max_message_size",
         ),
+        ("[engine]\nkind = \"etcd\"\n", "engine.kind"),
+        (
+            "[engine]\nkind = \"redis\"\n[engine.redis]\nurl = \"localhost:6379\"\n",
+            "engine.redis.url",
+        ),
+        (
+            "[channels]\napi_keys = [\"short\"]\n",
+            "channels.api_keys[0]",
+        ),
     ];
     for (text, key) in cases {
         let path = write_config(dir.path(), text);

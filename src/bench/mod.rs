@@ -141,6 +141,12 @@ pub struct Args {
     /// still on their way; what has not arrived by then is lost.
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = units::parse_duration)]
     pub drain: Duration,
+    /// --fanout: the subscribers speak Socket.IO v4 (Engine.IO 4 over a
+    /// WebSocket; URL like ws://HOST:PORT/socket.io/?EIO=4&transport=websocket&channel=NAME)
+    /// and take `42["m","..."]` events as deliveries; needs --publish-url.
+    /// For comparing with a Socket.IO server.
+    #[arg(long, requires = "publish_url")]
+    pub socketio: bool,
     /// Bound on each connect + handshake, on each closing handshake, and
     /// (--fanout) on each HTTP publication and on the subscribers' readiness.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = units::parse_duration)]
@@ -264,6 +270,7 @@ impl Args {
             rate,
             publish_url: self.publish_url.clone(),
             drain: self.drain,
+            socketio: self.socketio,
         })
     }
 }

@@ -22,6 +22,7 @@
 mod http;
 mod payload;
 mod publisher;
+mod socketio;
 mod track;
 
 use std::cell::{Cell, RefCell};
@@ -67,11 +68,15 @@ pub(crate) struct Settings {
     /// `--publish-url`: publish over HTTP there instead of over a WebSocket.
     pub(crate) publish_url: Option<String>,
     pub(crate) drain: Duration,
+    /// `--socketio`: subscribers speak Socket.IO v4 (a peer for comparison).
+    pub(crate) socketio: bool,
 }
 
 /// What every task of a run shares (one thread, so `Cell`s).
 struct Flow<'a> {
     plan: &'a Plan,
+    /// Subscribers speak Socket.IO v4 ([`socketio`]).
+    socketio: bool,
     tally: &'a Tally,
     /// The clock of the send times in publications.
     origin: Instant,
@@ -156,6 +161,7 @@ pub(crate) async fn run(
             }
         };
         let flow = Flow {
+            socketio: settings.socketio,
             plan,
             tally: &tally,
             origin: Instant::now(),
@@ -259,6 +265,9 @@ async fn subscribe(
 ) -> Track {
     let mut track = Track::default();
     let mut ready = false;
+    if flow.socketio {
+        socketio::join(&mut conn);
+    }
     let result = loop {
         if let Err(e) = deliveries(&mut conn, index, &mut track, &mut ready, flow) {
             break Err(e);
@@ -303,6 +312,14 @@ fn deliveries(
             Event::Text(data) | Event::Binary(data) => data,
             Event::Ping(_) | Event::Pong(_) => continue,
             Event::Close(frame) => return Err(ConnError::server_close(&frame)),
+        };
+        let data = if flow.socketio {
+            match socketio::event(conn, &data) {
+                Some(payload) => payload,
+                None => continue,
+            }
+        } else {
+            data
         };
         let stamp = match payload::read(&data, &flow.template) {
             Ok(stamp) => stamp,
