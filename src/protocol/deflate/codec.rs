@@ -9,9 +9,9 @@ use super::negotiate::{MAX_WINDOW_BITS, MIN_ZLIB_WINDOW_BITS};
 /// the receiver (section 7.2.1 and 7.2.2).
 pub const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
 
-/// How much output one inflate step may produce: the most a message can
-/// overshoot its limit by before we notice is zero, since a step never asks
-/// for more than the room left under the limit plus one byte.
+/// The scratch buffer one inflate step writes into. A step asks for at most
+/// the room left under the limit plus one byte, so crossing the limit is seen
+/// before anything past it reaches the message buffer.
 const STEP: usize = 16 * 1024;
 
 /// A codec that cannot be built from the values given.
@@ -82,8 +82,8 @@ impl Deflater {
     /// single byte `00` (section 7.2.3.6).
     pub fn compress(&mut self, message: &[u8], out: &mut Vec<u8>) -> Result<(), DeflateError> {
         let start = out.len();
-        // Incompressible input grows by a few bytes per 16 KiB block.
-        out.reserve(message.len() / 2 + 64);
+        // A guess for text; the loop below doubles when it is short.
+        out.reserve(message.len() / 4 + 64);
         let mut consumed = 0;
         loop {
             if out.capacity() == out.len() {
@@ -183,7 +183,9 @@ impl Inflater {
         loop {
             let produced_so_far = out.len() - start;
             // One byte past the limit is enough to know it was crossed.
-            let room = (self.max_size - produced_so_far.min(self.max_size) + 1).min(STEP);
+            let room = (self.max_size - produced_so_far.min(self.max_size))
+                .saturating_add(1)
+                .min(STEP);
             let (before_in, before_out) = (self.inner.total_in(), self.inner.total_out());
             let status = self.inner.decompress(
                 &piece[consumed..],
@@ -198,7 +200,7 @@ impl Inflater {
                     limit: self.max_size,
                 });
             }
-            grow_within(out, produced, start + self.max_size);
+            grow_within(out, produced, start.saturating_add(self.max_size));
             out.extend_from_slice(&self.step[..produced]);
             match status {
                 Status::StreamEnd => return Ok(true),
@@ -225,4 +227,297 @@ fn grow_within(out: &mut Vec<u8>, more: usize, cap: usize) {
     }
     let target = (out.capacity() * 2).max(need).min(cap.max(need));
     out.reserve_exact(target - out.len());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    const LIMIT: usize = 1 << 20;
+
+    fn deflate_one(d: &mut Deflater, msg: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        d.compress(msg, &mut out).unwrap();
+        out
+    }
+
+    fn inflate_one(i: &mut Inflater, payload: &[u8]) -> Result<Vec<u8>, InflateError> {
+        let mut out = Vec::new();
+        i.decompress(payload, &mut out).map(|()| out)
+    }
+
+    fn pair(takeover: bool) -> (Deflater, Inflater) {
+        (
+            Deflater::new(6, 15, !takeover).unwrap(),
+            Inflater::new(15, !takeover, LIMIT).unwrap(),
+        )
+    }
+
+    fn text() -> Vec<u8> {
+        "The quick brown fox jumps over the lazy dog. Привет, мир! "
+            .repeat(50)
+            .into_bytes()
+    }
+
+    /// Lowercase letters from a fixed LCG: text with few internal repeats.
+    fn noise(len: usize) -> Vec<u8> {
+        let mut x = 0x2545_f491_u32;
+        (0..len)
+            .map(|_| {
+                x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                b'a' + ((x >> 16) % 26) as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn rfc_7692_section_7_2_3_examples_inflate() {
+        let mut i = Inflater::new(15, false, LIMIT).unwrap();
+        // 7.2.3.1: "Hello" in one compressed message.
+        assert_eq!(
+            inflate_one(&mut i, &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]).unwrap(),
+            b"Hello"
+        );
+        // 7.2.3.2: the second "Hello" refers back to the first.
+        assert_eq!(
+            inflate_one(&mut i, &[0xf2, 0x00, 0x11, 0x00, 0x00]).unwrap(),
+            b"Hello"
+        );
+        // 7.2.3.3: a stored (uncompressed) block.
+        let stored = [
+            0x00, 0x05, 0x00, 0xfa, 0xff, 0x48, 0x65, 0x6c, 0x6c, 0x6f, 0x00,
+        ];
+        assert_eq!(inflate_one(&mut i, &stored).unwrap(), b"Hello");
+        // 7.2.3.4: a BFINAL block; the next message then starts a new stream.
+        assert_eq!(
+            inflate_one(&mut i, &[0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]).unwrap(),
+            b"Hello"
+        );
+        assert_eq!(
+            inflate_one(&mut i, &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]).unwrap(),
+            b"Hello"
+        );
+        // 7.2.3.6: an empty message sent as a single 00 byte.
+        assert_eq!(inflate_one(&mut i, &[0x00]).unwrap(), b"");
+    }
+
+    #[test]
+    fn deflater_matches_the_rfc_hello_examples() {
+        let mut d = Deflater::new(6, 15, false).unwrap();
+        assert_eq!(
+            deflate_one(&mut d, b"Hello"),
+            [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]
+        );
+        let second = deflate_one(&mut d, b"Hello");
+        let mut i = Inflater::new(15, false, LIMIT).unwrap();
+        inflate_one(&mut i, &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]).unwrap();
+        assert_eq!(inflate_one(&mut i, &second).unwrap(), b"Hello");
+    }
+
+    #[test]
+    fn round_trips_text_binary_and_empty_messages() {
+        let binary: Vec<u8> = (0..70_000u32)
+            .map(|n| (n.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        for takeover in [true, false] {
+            let (mut d, mut i) = pair(takeover);
+            for msg in [text(), binary.clone(), Vec::new(), b"x".to_vec(), text()] {
+                let payload = deflate_one(&mut d, &msg);
+                assert!(!payload.ends_with(&TAIL));
+                assert_eq!(inflate_one(&mut i, &payload).unwrap(), msg);
+            }
+        }
+    }
+
+    #[test]
+    fn empty_message_round_trips_and_an_empty_payload_inflates_to_nothing() {
+        let (mut d, mut i) = pair(false);
+        let payload = deflate_one(&mut d, b"");
+        assert!(
+            !payload.is_empty() && !payload.ends_with(&TAIL),
+            "{payload:02x?}"
+        );
+        assert_eq!(inflate_one(&mut i, &payload).unwrap(), b"");
+        // An empty payload is accepted too.
+        assert_eq!(inflate_one(&mut i, b"").unwrap(), b"");
+    }
+
+    #[test]
+    fn every_level_and_window_round_trips() {
+        for level in 1..=9 {
+            for bits in 8..=15 {
+                let mut d = Deflater::new(level, bits, false).unwrap();
+                let mut i = Inflater::new(bits, false, LIMIT).unwrap();
+                for _ in 0..2 {
+                    let payload = deflate_one(&mut d, &text());
+                    assert_eq!(
+                        inflate_one(&mut i, &payload).unwrap(),
+                        text(),
+                        "{level} {bits}"
+                    );
+                }
+            }
+        }
+        assert_eq!(Inflater::new(8, false, 1).unwrap().window_bits(), 9);
+    }
+
+    #[test]
+    fn bad_configuration_is_an_error_not_a_panic() {
+        for (level, bits, want) in [
+            (0, 15, ConfigError::Level(0)),
+            (10, 15, ConfigError::Level(10)),
+            (6, 7, ConfigError::WindowBits(7)),
+            (6, 16, ConfigError::WindowBits(16)),
+        ] {
+            assert_eq!(Deflater::new(level, bits, false).err(), Some(want));
+        }
+        assert_eq!(
+            Inflater::new(7, false, 1).err(),
+            Some(ConfigError::WindowBits(7))
+        );
+    }
+
+    #[test]
+    fn context_takeover_shrinks_the_second_message_and_needs_the_first() {
+        let (mut d, mut i) = pair(true);
+        // Little repetition inside, so only the previous message helps.
+        let msg = noise(4000);
+        let first = deflate_one(&mut d, &msg);
+        let second = deflate_one(&mut d, &msg);
+        assert!(
+            second.len() * 4 < first.len(),
+            "{} vs {}",
+            second.len(),
+            first.len()
+        );
+        assert_eq!(inflate_one(&mut i, &first).unwrap(), msg);
+        assert_eq!(inflate_one(&mut i, &second).unwrap(), msg);
+        // Without the first message's window the second cannot be read.
+        let mut fresh = Inflater::new(15, false, LIMIT).unwrap();
+        match inflate_one(&mut fresh, &second) {
+            Err(InflateError::Corrupt(_)) => {}
+            Ok(out) => assert_ne!(out, msg),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn no_context_takeover_makes_every_message_stand_alone() {
+        let (mut d, mut i) = pair(false);
+        let msg = text();
+        let first = deflate_one(&mut d, &msg);
+        let second = deflate_one(&mut d, &msg);
+        assert_eq!(first, second);
+        // Any fresh inflater reads any message; ours resets between them.
+        let mut fresh = Inflater::new(15, true, LIMIT).unwrap();
+        assert_eq!(inflate_one(&mut fresh, &second).unwrap(), msg);
+        assert_eq!(inflate_one(&mut i, &first).unwrap(), msg);
+        assert_eq!(inflate_one(&mut i, &second).unwrap(), msg);
+        // A resetting inflater cannot follow a sender that keeps its window.
+        let (mut keeper, _) = pair(true);
+        let a = deflate_one(&mut keeper, &msg);
+        let b = deflate_one(&mut keeper, &msg);
+        assert_eq!(inflate_one(&mut fresh, &a).unwrap(), msg);
+        assert!(inflate_one(&mut fresh, &b).map_or(true, |out| out != msg));
+    }
+
+    #[test]
+    fn payload_in_pieces_equals_payload_whole() {
+        let (mut d, _) = pair(true);
+        let msg = text();
+        let payload = deflate_one(&mut d, &msg);
+        for cut in [1, 2, 7, payload.len() / 2, payload.len() - 1] {
+            let mut i = Inflater::new(15, false, LIMIT).unwrap();
+            let (a, b) = payload.split_at(cut);
+            let mut out = b"kept:".to_vec();
+            i.decompress_pieces([a, &[][..], b], &mut out).unwrap();
+            assert_eq!(&out[5..], &msg[..], "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn interoperates_with_flate2_deflate_encoder() {
+        // flate2's writer, a sync flush, the tail stripped: what other
+        // implementations send.
+        let mut enc = flate2::write::DeflateEncoder::new(Vec::new(), Compression::new(9));
+        enc.write_all(&text()).unwrap();
+        enc.flush().unwrap();
+        let mut theirs = enc.get_ref().clone();
+        assert!(theirs.ends_with(&TAIL));
+        theirs.truncate(theirs.len() - TAIL.len());
+        let mut i = Inflater::new(15, false, LIMIT).unwrap();
+        assert_eq!(inflate_one(&mut i, &theirs).unwrap(), text());
+
+        // And our payload plus the tail is an ordinary raw deflate stream.
+        let (mut d, _) = pair(false);
+        let mut ours = deflate_one(&mut d, &text());
+        ours.extend_from_slice(&TAIL);
+        let mut dec = flate2::write::DeflateDecoder::new(Vec::new());
+        dec.write_all(&ours).unwrap();
+        dec.flush().unwrap();
+        assert_eq!(dec.get_ref(), &text());
+    }
+
+    #[test]
+    fn unlimited_inflater_does_not_overflow() {
+        let (mut d, _) = pair(false);
+        let mut i = Inflater::new(15, false, usize::MAX).unwrap();
+        let payload = deflate_one(&mut d, &text());
+        assert_eq!(inflate_one(&mut i, &payload).unwrap(), text());
+    }
+
+    #[test]
+    fn corrupt_payload_is_an_error() {
+        let mut i = Inflater::new(15, false, LIMIT).unwrap();
+        // BTYPE 11 is reserved.
+        assert!(matches!(
+            inflate_one(&mut i, &[0xff, 0xff]),
+            Err(InflateError::Corrupt(_))
+        ));
+    }
+
+    #[test]
+    fn limit_allows_exactly_max_size() {
+        let (mut d, _) = pair(false);
+        let msg = vec![b'a'; 10_000];
+        let payload = deflate_one(&mut d, &msg);
+        let mut exact = Inflater::new(15, false, 10_000).unwrap();
+        assert_eq!(inflate_one(&mut exact, &payload).unwrap(), msg);
+        let mut under = Inflater::new(15, false, 9_999).unwrap();
+        assert!(matches!(
+            inflate_one(&mut under, &payload),
+            Err(InflateError::TooBig { limit: 9_999 })
+        ));
+    }
+
+    #[test]
+    fn bomb_fails_at_the_limit_fast_without_allocating_past_it() {
+        // One MiB of zeros compresses to about 1 KiB of whole blocks ending
+        // in a sync flush; 1024 copies of it are a valid ~1 MiB payload
+        // that would inflate to 1 GiB.
+        let mut d = Deflater::new(9, 15, false).unwrap();
+        let chunk = deflate_one(&mut d, &vec![0; 1 << 20]);
+        let mut chunk_with_tail = chunk.clone();
+        chunk_with_tail.extend_from_slice(&TAIL);
+        assert!(chunk.len() < 2048, "{}", chunk.len());
+        let pieces = vec![&chunk_with_tail[..]; 1024];
+
+        let started = std::time::Instant::now();
+        let limit = 1 << 20;
+        let mut i = Inflater::new(15, false, limit).unwrap();
+        let mut out = Vec::new();
+        let err = i.decompress_pieces(pieces.iter().copied(), &mut out);
+        assert!(matches!(err, Err(InflateError::TooBig { limit: 1048576 })));
+        assert!(out.capacity() <= limit, "{}", out.capacity());
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+
+        // Under the limit the same pieces are fine (two copies: 2 MiB).
+        let mut big = Inflater::new(15, false, 2 << 20).unwrap();
+        let mut out = Vec::new();
+        big.decompress_pieces(pieces[..2].iter().copied(), &mut out)
+            .unwrap();
+        assert_eq!(out.len(), 2 << 20);
+        assert!(out.iter().all(|&b| b == 0));
+    }
 }
