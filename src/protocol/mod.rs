@@ -6,7 +6,8 @@
 //! [`encode_frame`]), and the opening [`handshake`]'s rules. [`frame`] is the
 //! one place that lays out frame bytes: [`Header`] for the decoder and the
 //! encoders, and [`RawFrame`], which builds any frame, broken ones included,
-//! for tests and reads back what a peer sent. [`deflate`]: permessage-deflate's handshake and codec (RFC 7692), not yet wired in.
+//! for tests and reads back what a peer sent.
+//! [`deflate`]: permessage-deflate's handshake and codec (RFC 7692), not yet wired in.
 
 mod decoder;
 pub mod deflate;
