@@ -104,17 +104,9 @@ fn op(raw: Raw) -> Result<Op, ChannelError> {
             channel: channel()?,
         },
         "publish" => {
-            let (kind, data) = match (raw.data, &raw.data_b64) {
-                (Some(data), None) => json_data(data)?,
-                (None, Some(b64)) => (
-                    Kind::Binary,
-                    Bytes::from(
-                        base64::engine::general_purpose::STANDARD
-                            .decode(b64)
-                            .map_err(|e| bad(format!("\"data_b64\" is not base64: {e}")))?,
-                    ),
-                ),
-                _ => {
+            let (kind, data) = match payload(raw.data, raw.data_b64.as_deref()) {
+                Some(payload) => payload?,
+                None => {
                     return Err(bad(
                         "\"publish\" needs exactly one of \"data\" and \"data_b64\"",
                     ));
@@ -144,14 +136,30 @@ fn op(raw: Raw) -> Result<Op, ChannelError> {
 }
 
 /// A string `data` is text; any other JSON value is published as JSON.
-fn json_data(data: &RawValue) -> Result<(Kind, Bytes), ChannelError> {
-    let text = data.get();
-    if text.starts_with('"') {
-        let s: String = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
-        Ok((Kind::Text, Bytes::from(s)))
-    } else {
-        Ok((Kind::Json, Bytes::copy_from_slice(text.as_bytes())))
-    }
+/// What a `data` or `data_b64` field publishes (the `publish` command and
+/// `POST /channels` alike): a JSON string as text, any other JSON value as
+/// JSON, base64 as binary. `None` unless exactly one of them is given.
+pub fn payload(
+    data: Option<&RawValue>,
+    data_b64: Option<&str>,
+) -> Option<Result<(Kind, Bytes), ChannelError>> {
+    Some(match (data, data_b64) {
+        (Some(data), None) => {
+            let text = data.get();
+            if text.starts_with('"') {
+                serde_json::from_str::<String>(text)
+                    .map(|s| (Kind::Text, Bytes::from(s)))
+                    .map_err(|e| bad(e.to_string()))
+            } else {
+                Ok((Kind::Json, Bytes::copy_from_slice(text.as_bytes())))
+            }
+        }
+        (None, Some(b64)) => base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .map(|b| (Kind::Binary, Bytes::from(b)))
+            .map_err(|e| bad(format!("\"data_b64\" is not base64: {e}"))),
+        _ => return None,
+    })
 }
 
 /// `{"id":..,"ok":true, ...fields}`.

@@ -26,7 +26,7 @@ mod router;
 mod rules;
 
 pub use command::{
-    BadCommand, Command, Op, error as error_reply, ok as ok_reply, parse as parse_command,
+    BadCommand, Command, Op, error as error_reply, ok as ok_reply, parse as parse_command, payload,
 };
 pub use error::{ChannelError, ErrorCode};
 pub use hub::Subscriber;

@@ -8,7 +8,6 @@ use std::net::IpAddr;
 
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
-use base64::Engine as _;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use serde::Deserialize;
@@ -18,7 +17,7 @@ use super::http::{AppState, upgrade_session};
 use super::session::PubSubSetup;
 use crate::auth::Claims;
 use crate::channels::{
-    Action, ChannelError, ChannelInfo, ChannelName, ErrorCode, Publish, Source, Start,
+    self, Action, ChannelError, ChannelInfo, ChannelName, ErrorCode, Publish, Source, Start,
 };
 use crate::engine::{Format, HistoryQuery, Kind, Position};
 
@@ -451,26 +450,8 @@ pub(crate) async fn publish_many(
         let raw = body(payload, limit).await?;
         let many: Many = serde_json::from_slice(&raw)
             .map_err(|e| bad(format!("expected {{\"channels\":[..],\"data\":..}}: {e}")))?;
-        let (kind, data) = match (&many.data, &many.data_b64) {
-            (Some(data), None) => {
-                let text = data.get();
-                if text.starts_with('"') {
-                    let s: String = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
-                    (Kind::Text, Bytes::from(s))
-                } else {
-                    (Kind::Json, Bytes::copy_from_slice(text.as_bytes()))
-                }
-            }
-            (None, Some(b64)) => (
-                Kind::Binary,
-                Bytes::from(
-                    base64::engine::general_purpose::STANDARD
-                        .decode(b64)
-                        .map_err(|e| bad(format!("\"data_b64\" is not base64: {e}")))?,
-                ),
-            ),
-            _ => return Err(bad("give exactly one of \"data\" and \"data_b64\"")),
-        };
+        let (kind, data) = channels::payload(many.data.as_deref(), many.data_b64.as_deref())
+            .ok_or_else(|| bad("give exactly one of \"data\" and \"data_b64\""))??;
         if data.len() > state.config().session.max_message_size {
             return Err(ChannelError::new(
                 ErrorCode::TooBig,
