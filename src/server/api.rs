@@ -28,6 +28,15 @@ pub const JSON_PROTOCOL: &str = "wsd.json";
 /// How long an `Idempotency-Key` may be.
 const MAX_KEY: usize = 256;
 
+/// An API answer: the JSON on success, the error's JSON and status
+/// otherwise.
+fn json_answer(result: Result<Value, ChannelError>) -> HttpResponse {
+    match result {
+        Ok(answer) => HttpResponse::Ok().json(answer),
+        Err(e) => error_response(&e),
+    }
+}
+
 /// An error as the API answers it: the code's status, and
 /// `{"error":{"code":..,"message":..}}`.
 pub(crate) fn error_response(e: &ChannelError) -> HttpResponse {
@@ -387,10 +396,7 @@ pub(crate) async fn publish_one(
         let kind = kind_of(&req, &data)?;
         publish(&state, channel, kind, data, key).await
     };
-    match run.await {
-        Ok(answer) => HttpResponse::Ok().json(answer),
-        Err(e) => error_response(&e),
-    }
+    json_answer(run.await)
 }
 
 async fn publish(
@@ -476,10 +482,7 @@ pub(crate) async fn publish_many(
         }
         Ok(json!({"results": results}))
     };
-    match run.await {
-        Ok(answer) => HttpResponse::Ok().json(answer),
-        Err(e) => error_response(&e),
-    }
+    json_answer(run.await)
 }
 
 #[derive(Deserialize)]
@@ -527,10 +530,7 @@ pub(crate) async fn history(
         }
         Ok(answer)
     };
-    match run.await {
-        Ok(answer) => HttpResponse::Ok().json(answer),
-        Err(e) => error_response(&e),
-    }
+    json_answer(run.await)
 }
 
 /// `GET {path}/{name}/presence`.
@@ -552,10 +552,7 @@ pub(crate) async fn presence(
         let members = state.channels().presence(&channel).await?;
         Ok(json!({"channel": channel.as_str(), "members": members}))
     };
-    match run.await {
-        Ok(answer) => HttpResponse::Ok().json(answer),
-        Err(e) => error_response(&e),
-    }
+    json_answer(run.await)
 }
 
 #[cfg(test)]
