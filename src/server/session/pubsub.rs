@@ -19,7 +19,7 @@ use crate::channels::{
     Action, ChannelError, ChannelName, Channels, Command, ErrorCode, Op, Publish, Source, Start,
     Subscriber, error_reply, ok_reply, parse_command,
 };
-use crate::engine::{Format, Frame, History, HistoryQuery, Kind, Member};
+use crate::engine::{Format, Frame, History, HistoryQuery, Kind, Member, Published};
 use crate::protocol::{self, code, opcode};
 use crate::server::outbox::Outbox;
 
@@ -88,6 +88,32 @@ impl Subscriber for SessionSink {
 }
 
 impl PubSub {
+    /// Checks that this client may publish on `channel`, and starts the
+    /// publication (plain messages and the `publish` command alike).
+    fn publish(
+        &self,
+        channel: ChannelName,
+        kind: Kind,
+        data: Bytes,
+    ) -> Result<
+        impl Future<Output = Result<(Published, Option<usize>), ChannelError>> + 'static,
+        ChannelError,
+    > {
+        self.channels
+            .rules()
+            .check(&channel, Action::Publish, self.claims.as_ref())?;
+        Ok(self.channels.publish(
+            Publish {
+                channel,
+                kind,
+                data,
+                source: Source::Ws,
+                idempotency_key: None,
+            },
+            false,
+        ))
+    }
+
     pub(super) fn new(setup: PubSubSetup, outbox: Outbox, addr: Addr<Session>) -> PubSub {
         PubSub {
             publish_to: match setup.format {
@@ -345,23 +371,10 @@ impl Session {
         let Some(channel) = ps.publish_to.clone() else {
             return;
         };
-        if let Err(e) = ps
-            .channels
-            .rules()
-            .check(&channel, Action::Publish, ps.claims.as_ref())
-        {
-            return self.refuse(None, e, ctx);
-        }
-        let publish = ps.channels.publish(
-            Publish {
-                channel,
-                kind,
-                data,
-                source: Source::Ws,
-                idempotency_key: None,
-            },
-            false,
-        );
+        let publish = match ps.publish(channel, kind, data) {
+            Ok(publish) => publish,
+            Err(e) => return self.refuse(None, e, ctx),
+        };
         ctx.spawn(publish.into_actor(self).map(|result, act, ctx| {
             if let Err(e) = result {
                 act.refuse(None, e, ctx);
@@ -386,23 +399,11 @@ impl Session {
                 kind,
                 data,
             } => {
-                if let Err(e) = channels
-                    .rules()
-                    .check(&channel, Action::Publish, claims.as_ref())
-                {
-                    return self.refuse(Some(&id), e, ctx);
-                }
                 let name = channel.as_str().to_owned();
-                let publish = channels.publish(
-                    Publish {
-                        channel,
-                        kind,
-                        data,
-                        source: Source::Ws,
-                        idempotency_key: None,
-                    },
-                    false,
-                );
+                let publish = match ps.publish(channel, kind, data) {
+                    Ok(publish) => publish,
+                    Err(e) => return self.refuse(Some(&id), e, ctx),
+                };
                 ctx.spawn(publish.into_actor(self).map(move |result, act, ctx| {
                     let reply = match result {
                         Ok((p, _)) => ok_reply(
