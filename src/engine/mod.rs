@@ -25,7 +25,7 @@ use bytes::Bytes;
 pub use memory::MemoryEngine;
 pub use publication::{
     Delivery, Format, Frame, Gap, Kind, Member, Position, PresenceEvent, Publication, Receipt,
-    now_ms,
+    now_ms, text_frame,
 };
 pub use redis::{RedisEngine, RedisMetrics};
 

@@ -39,6 +39,11 @@ pub enum Format {
 /// A whole frame, as the pieces to queue (see `protocol::server_message`).
 pub type Frame = (Bytes, Option<Bytes>);
 
+/// A text frame holding `text` (JSON-mode deliveries, events and replies).
+pub fn text_frame(text: &[u8]) -> Frame {
+    (protocol::server_frame(opcode::TEXT, &[text]), None)
+}
+
 /// A place in a channel's stream: the offset of the last publication seen,
 /// in the epoch it belongs to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,10 +102,7 @@ impl Publication {
                 };
                 protocol::server_message(op, &[], &self.data)
             }),
-            Format::Json => self.json.get_or_init(|| {
-                let json = Bytes::from(self.to_json());
-                (protocol::server_frame(opcode::TEXT, &[&json]), None)
-            }),
+            Format::Json => self.json.get_or_init(|| text_frame(&self.to_json())),
         }
     }
 
@@ -196,10 +198,7 @@ impl PresenceEvent {
                 "conn": self.member.conn,
             })
             .to_string();
-            (
-                protocol::server_frame(opcode::TEXT, &[json.as_bytes()]),
-                None,
-            )
+            text_frame(json.as_bytes())
         })
     }
 }
@@ -231,10 +230,7 @@ impl Gap {
                 "recovered": false,
             })
             .to_string();
-            (
-                protocol::server_frame(opcode::TEXT, &[json.as_bytes()]),
-                None,
-            )
+            text_frame(json.as_bytes())
         })
     }
 }

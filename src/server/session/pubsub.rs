@@ -19,8 +19,8 @@ use crate::channels::{
     Action, ChannelError, ChannelName, Channels, Command, ErrorCode, Op, Publish, Source, Start,
     Subscriber, error_reply, ok_reply, parse_command,
 };
-use crate::engine::{Format, Frame, History, HistoryQuery, Kind, Member, Published};
-use crate::protocol::{self, code, opcode};
+use crate::engine::{Format, Frame, History, HistoryQuery, Kind, Member, Published, text_frame};
+use crate::protocol::code;
 use crate::server::outbox::Outbox;
 
 /// The close code for a connection whose token expired.
@@ -155,11 +155,6 @@ fn spawn_logged(update: impl Future<Output = Result<(), ChannelError>> + 'static
     });
 }
 
-/// A JSON text frame.
-fn json_frame(bytes: &[u8]) -> Frame {
-    (protocol::server_frame(opcode::TEXT, &[bytes]), None)
-}
-
 impl Session {
     /// Subscribes to the URL's channels, and arms the token's expiry.
     pub(super) fn pubsub_started(&mut self, ctx: &mut Context<Self>) {
@@ -213,7 +208,7 @@ impl Session {
             .is_some_and(|p| p.format == Format::Json)
         {
             let reply = error_reply(id.unwrap_or(&Value::Null), &error);
-            self.send(json_frame(&reply), ctx);
+            self.send(text_frame(&reply), ctx);
         } else {
             self.close_for(error, ctx);
         }
@@ -302,7 +297,7 @@ impl Session {
                     "recovered": recovering && history.recovered,
                 }),
             );
-            let frame = json_frame(&reply);
+            let frame = text_frame(&reply);
             if ps.sink.outbox.push(frame.0, frame.1).is_err() {
                 return self.slow_consumer("its send queue is full", ctx);
             }
@@ -326,7 +321,7 @@ impl Session {
                 ErrorCode::NotSubscribed,
                 format!("not subscribed to {channel:?}"),
             );
-            return self.send(json_frame(&error_reply(&id, &e)), ctx);
+            return self.send(text_frame(&error_reply(&id, &e)), ctx);
         };
         let joined = ps.joined.remove(i);
         ps.channels.leave(&channel, key);
@@ -335,7 +330,7 @@ impl Session {
             spawn_logged(ps.channels.presence_remove(&channel, member));
         }
         let reply = ok_reply(&id, json!({"channel": channel.as_str()}));
-        self.send(json_frame(&reply), ctx);
+        self.send(text_frame(&reply), ctx);
     }
 
     /// A text or binary message from the client. In plain mode it is
@@ -350,7 +345,7 @@ impl Session {
                 Ok(command) => self.command(command, ctx),
                 Err(bad) => {
                     let reply = error_reply(&bad.id, &bad.error);
-                    self.send(json_frame(&reply), ctx);
+                    self.send(text_frame(&reply), ctx);
                 }
             },
             Format::Json => {
@@ -359,7 +354,7 @@ impl Session {
                     "JSON mode takes commands as text messages; publish binary data with \
                      \"data_b64\"",
                 );
-                self.send(json_frame(&error_reply(&Value::Null, &e)), ctx);
+                self.send(text_frame(&error_reply(&Value::Null, &e)), ctx);
             }
         }
     }
@@ -412,7 +407,7 @@ impl Session {
                         ),
                         Err(e) => error_reply(&id, &e),
                     };
-                    act.send(json_frame(&reply), ctx);
+                    act.send(text_frame(&reply), ctx);
                 }));
             }
             Op::History {
@@ -455,7 +450,7 @@ impl Session {
                         ),
                         Err(e) => error_reply(&id, &e),
                     };
-                    act.send(json_frame(&reply), ctx);
+                    act.send(text_frame(&reply), ctx);
                 }));
             }
             Op::Presence { channel } => {
@@ -471,7 +466,7 @@ impl Session {
                         ErrorCode::BadRequest,
                         format!("namespace {:?} does not track presence", ns.name),
                     );
-                    return self.send(json_frame(&error_reply(&id, &e)), ctx);
+                    return self.send(text_frame(&error_reply(&id, &e)), ctx);
                 }
                 let read = async move { channels.presence(&channel).await.map(|m| (channel, m)) };
                 ctx.spawn(read.into_actor(self).map(move |result, act, ctx| {
@@ -482,7 +477,7 @@ impl Session {
                         ),
                         Err(e) => error_reply(&id, &e),
                     };
-                    act.send(json_frame(&reply), ctx);
+                    act.send(text_frame(&reply), ctx);
                 }));
             }
         }
