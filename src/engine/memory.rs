@@ -319,11 +319,7 @@ impl Engine for MemoryEngine {
                         .front()
                         .map_or(state.top + 1, |k| k.publication.offset);
                     let missed = state.top.saturating_sub(since.offset) as usize;
-                    // No epoch at offset 0: from the channel's beginning,
-                    // whichever epoch it has (it did not exist when the
-                    // position was read).
-                    let from_start = since.epoch.is_empty() && since.offset == 0;
-                    let complete = (*since.epoch == *state.epoch || from_start)
+                    let complete = (*since.epoch == *state.epoch || since.is_beginning())
                         && since.offset <= state.top
                         && since.offset + 1 >= first
                         && (limit == 0 || missed <= limit);

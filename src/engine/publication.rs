@@ -52,6 +52,14 @@ pub struct Position {
     pub epoch: String,
 }
 
+impl Position {
+    /// Offset 0 with no epoch: a channel's beginning, in whatever epoch it
+    /// turns out to have (it did not exist when the position was read).
+    pub fn is_beginning(&self) -> bool {
+        self.epoch.is_empty() && self.offset == 0
+    }
+}
+
 /// One publication, shared (`Arc`) by the history and by every hub that
 /// delivers it. Its frames are encoded the first time a subscriber of each
 /// format needs them, once for all subscribers.

@@ -256,10 +256,9 @@ impl Inner {
             HistoryQuery::Since { since, limit } => {
                 let (top, complete, publications) =
                     self.read(channel, "since", since.offset, limit).await?;
-                // No epoch at offset 0 means from the channel's beginning.
-                let from_start = since.epoch.is_empty() && since.offset == 0;
-                let recovered =
-                    complete && !top.epoch.is_empty() && (top.epoch == since.epoch || from_start);
+                let recovered = complete
+                    && !top.epoch.is_empty()
+                    && (top.epoch == since.epoch || since.is_beginning());
                 Ok(History {
                     publications: if recovered { publications } else { Vec::new() },
                     top,
