@@ -590,14 +590,6 @@ impl RedisEngine {
     }
 }
 
-impl Drop for RedisEngine {
-    fn drop(&mut self) {
-        // Stops the listener (it holds only a weak reference) once the
-        // connection's push channel closes with the last handle.
-        self.inner.up.store(false, Ordering::Release);
-    }
-}
-
 impl Engine for RedisEngine {
     fn publish(&self, request: PublishRequest) -> EngineFuture<Published> {
         self.spawn(|inner| async move { inner.publish(request).await })
