@@ -163,7 +163,10 @@ impl Inner {
             .arg(&request.data[..])
             .arg(retention.size)
             .arg(ttl_ms)
-            .arg(&*super::memory::new_epoch())
+            // The epoch if this publish starts the channel's history:
+            // unique without drawing randomness on every publish, since the
+            // node id is random per start and `seq` never repeats in it.
+            .arg(format!("{}-{seq}", self.node))
             .arg(format!("{}/{seq}", self.node))
             .arg(if idem.is_some() { "1" } else { "0" })
             .arg(IDEMPOTENCY_TTL.as_millis() as u64)
