@@ -9,6 +9,7 @@ pub mod pki;
 pub mod raw;
 pub mod redis;
 pub mod stall;
+pub mod tools;
 pub mod wsc;
 
 use std::future::Future;
