@@ -11,6 +11,7 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 
+use super::deflate::{InflateError, Inflater};
 use super::frame::{Header, bits, header_size};
 use super::{MAX_HEADER_LEN, apply_mask, code, is_valid_close_code};
 
@@ -66,6 +67,14 @@ const TOO_BIG: Violation = Violation {
     reason: "message exceeds the size limit",
 };
 
+const CORRUPT: Violation = Violation {
+    code: code::INVALID_PAYLOAD,
+    reason: "compressed message is not valid DEFLATE data",
+};
+
+/// RSV1 in a frame's first byte: permessage-deflate's "compressed" bit.
+const RSV1: u8 = 0x40;
+
 use super::opcode::{
     BINARY as OP_BINARY, CLOSE as OP_CLOSE, CONTINUATION as OP_CONTINUATION, PING as OP_PING,
     PONG as OP_PONG, TEXT as OP_TEXT,
@@ -96,6 +105,110 @@ struct Message {
     text: bool,
     /// How many leading bytes of the buffer are known to be complete UTF-8.
     checked: usize,
+    /// RSV1 was set on its first frame: the payload is DEFLATE data, inflated
+    /// into the buffer as it arrives.
+    compressed: bool,
+    /// Compressed payload bytes taken so far (for [`Inflate::max_compressed`]).
+    compressed_in: u64,
+}
+
+/// The peer's permessage-deflate parameters (RFC 7692), once agreed: how
+/// the decoder inflates messages whose first frame has RSV1 set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InflateParams {
+    /// The peer's agreed `*_max_window_bits` (8..=15).
+    pub window_bits: u8,
+    /// The peer resets its compressor after each message, so ours need not
+    /// be kept between messages.
+    pub no_context_takeover: bool,
+}
+
+/// The inflating side of a decoder.
+struct Inflate {
+    params: InflateParams,
+    /// Built for the first compressed message. Without context takeover it
+    /// goes back to this thread's spares after each message, so an idle
+    /// connection holds none.
+    inflater: Option<Inflater>,
+    /// Raw payload bytes of the current frame, unmasked, before inflating.
+    scratch: Vec<u8>,
+}
+
+impl std::fmt::Debug for Inflate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inflate")
+            .field("params", &self.params)
+            .field("built", &self.inflater.is_some())
+            .finish()
+    }
+}
+
+impl Inflate {
+    /// The most compressed bytes a message may take: DEFLATE adds at most
+    /// 5 bytes per 64 KiB stored block to data it cannot shrink, so 1/64
+    /// plus a little over the inflated limit is more than any encoder needs,
+    /// while a peer cannot stream endless empty blocks into one message.
+    fn max_compressed(max_message: usize) -> u64 {
+        (max_message as u64)
+            .saturating_add(max_message as u64 / 64)
+            .saturating_add(1024)
+    }
+
+    fn inflater(&mut self, max_message: usize) -> &mut Inflater {
+        let params = self.params;
+        self.inflater.get_or_insert_with(|| {
+            if params.no_context_takeover
+                && let Some(spare) = SPARE_INFLATERS.with(|s| s.borrow_mut().pop())
+            {
+                let mut spare: Inflater = spare;
+                spare.set_max_size(max_message);
+                return spare;
+            }
+            // Without context takeover any window inflates any message, so
+            // spares are all built with the largest; so is a connection
+            // whose agreed bits are out of range (a larger window inflates
+            // anything a smaller one produced).
+            let bits = match params.window_bits {
+                bits @ 8..=15 if !params.no_context_takeover => bits,
+                _ => 15,
+            };
+            match Inflater::new(bits, params.no_context_takeover, max_message) {
+                Ok(inflater) => inflater,
+                Err(_) => unreachable!("window bits are within 8..=15"),
+            }
+        })
+    }
+
+    /// After a message: without context takeover, the inflater is lent back.
+    fn release(&mut self) {
+        if self.params.no_context_takeover
+            && let Some(inflater) = self.inflater.take()
+        {
+            SPARE_INFLATERS.with(|s| {
+                let mut spares = s.borrow_mut();
+                if spares.len() < MAX_SPARE_INFLATERS {
+                    spares.push(inflater);
+                }
+            });
+        }
+    }
+}
+
+/// Inflaters kept per thread for connections without context takeover: as
+/// many as may be inflating at once on a thread in the common case. More are
+/// built when needed and dropped after use.
+const MAX_SPARE_INFLATERS: usize = 4;
+
+thread_local! {
+    static SPARE_INFLATERS: std::cell::RefCell<Vec<Inflater>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn inflate_violation(e: InflateError) -> Violation {
+    match e {
+        InflateError::TooBig { .. } => TOO_BIG,
+        InflateError::Corrupt(_) => CORRUPT,
+    }
 }
 
 /// The incremental decoder. Feed it bytes with [`Decoder::decode`] until it
@@ -113,6 +226,8 @@ pub struct Decoder {
     data: BytesMut,
     /// The payload of the control frame being read.
     control: BytesMut,
+    /// permessage-deflate, when agreed (boxed: most connections have none).
+    inflate: Option<Box<Inflate>>,
 }
 
 impl Decoder {
@@ -128,7 +243,20 @@ impl Decoder {
             message: None,
             data: BytesMut::new(),
             control: BytesMut::new(),
+            inflate: None,
         }
+    }
+
+    /// Accepts compressed messages (RSV1 on a message's first frame) with
+    /// the peer's agreed permessage-deflate parameters. `max_message` then
+    /// limits the inflated size.
+    pub fn with_inflate(mut self, params: InflateParams) -> Self {
+        self.inflate = Some(Box::new(Inflate {
+            params,
+            inflater: None,
+            scratch: Vec::new(),
+        }));
+        self
     }
 
     /// Consumes bytes from `input` and returns the next complete event, if
@@ -145,17 +273,37 @@ impl Decoder {
                 .unwrap_or(usize::MAX)
                 .min(input.len());
             let control = frame.opcode >= OP_CLOSE;
-            let target = if control {
-                &mut self.control
+            let compressed = !control && self.message.as_ref().is_some_and(|m| m.compressed);
+            if compressed {
+                let inflate = self
+                    .inflate
+                    .as_mut()
+                    .unwrap_or_else(|| unreachable!("RSV1 is refused without the extension"));
+                let scratch = &mut inflate.scratch;
+                scratch.clear();
+                scratch.extend_from_slice(&input[..available]);
+                if let Some(mask) = frame.mask {
+                    apply_mask(scratch, mask, frame.read);
+                }
+                let piece = std::mem::take(scratch);
+                let result = inflate
+                    .inflater(self.max_message)
+                    .feed(&piece, &mut self.data);
+                inflate.scratch = piece;
+                result.map_err(inflate_violation)?;
             } else {
-                &mut self.data
-            };
-            let start = target.len();
-            target.extend_from_slice(&input[..available]);
-            input.advance(available);
-            if let Some(mask) = frame.mask {
-                apply_mask(&mut target[start..], mask, frame.read);
+                let target = if control {
+                    &mut self.control
+                } else {
+                    &mut self.data
+                };
+                let start = target.len();
+                target.extend_from_slice(&input[..available]);
+                if let Some(mask) = frame.mask {
+                    apply_mask(&mut target[start..], mask, frame.read);
+                }
             }
+            input.advance(available);
             frame.read += available;
             frame.remaining -= available as u64;
             if !control
@@ -217,8 +365,17 @@ impl Decoder {
         let fin = b0 & bits::FIN != 0;
         let opcode = b0 & bits::OPCODE;
         let masked = b1 & bits::MASKED != 0;
-        if b0 & bits::RSV != 0 {
+        let rsv1 = b0 & RSV1 != 0;
+        if b0 & bits::RSV & !RSV1 != 0 || (rsv1 && self.inflate.is_none()) {
             return Err(protocol("reserved bits set without a negotiated extension"));
+        }
+        if rsv1 && opcode >= OP_CLOSE {
+            return Err(protocol("compressed control frame"));
+        }
+        if rsv1 && opcode == OP_CONTINUATION {
+            // RFC 7692 section 6.1: only a message's first frame says it is
+            // compressed.
+            return Err(protocol("RSV1 set on a continuation frame"));
         }
         match opcode {
             OP_CONTINUATION | OP_TEXT | OP_BINARY | OP_CLOSE | OP_PING | OP_PONG => {}
@@ -255,6 +412,7 @@ impl Decoder {
             opcode,
             mask,
             len,
+            rsv,
             ..
         } = Header::read(&self.head[..self.head_len]);
         self.head_len = 0;
@@ -267,18 +425,32 @@ impl Decoder {
             }
             self.control.clear();
         } else {
-            let limit = (self.max_message - self.data.len().min(self.max_message)) as u64;
-            if len > limit {
-                return Err(TOO_BIG);
-            }
             if opcode != OP_CONTINUATION {
                 self.message = Some(Message {
                     text: opcode == OP_TEXT,
                     checked: 0,
+                    compressed: rsv & 0b100 != 0,
+                    compressed_in: 0,
                 });
             }
-            // `len <= limit <= max_message`, so it fits in usize.
-            self.data.reserve((len as usize).min(MAX_PREALLOCATION));
+            match self.message.as_mut() {
+                Some(message) if message.compressed => {
+                    // The inflated size is judged as it is inflated; here
+                    // only the compressed bytes' own bound.
+                    message.compressed_in = message.compressed_in.saturating_add(len);
+                    if message.compressed_in > Inflate::max_compressed(self.max_message) {
+                        return Err(TOO_BIG);
+                    }
+                }
+                _ => {
+                    let limit = (self.max_message - self.data.len().min(self.max_message)) as u64;
+                    if len > limit {
+                        return Err(TOO_BIG);
+                    }
+                    // `len <= limit <= max_message`, so it fits in usize.
+                    self.data.reserve((len as usize).min(MAX_PREALLOCATION));
+                }
+            }
         }
         self.frame = Some(Frame {
             fin,
@@ -291,12 +463,26 @@ impl Decoder {
     }
 
     fn finish_message(&mut self) -> Result<Event, Violation> {
-        let message = self.message.take();
+        let mut message = self.message.take();
+        if let Some(m) = message.as_mut()
+            && m.compressed
+            && let Some(inflate) = self.inflate.as_mut()
+        {
+            inflate
+                .inflater(self.max_message)
+                .finish(&mut self.data)
+                .map_err(inflate_violation)?;
+            inflate.release();
+            if m.text {
+                check_utf8(&self.data, &mut m.checked)?;
+            }
+        }
         let bytes = self.data.split().freeze();
         match message {
             Some(Message {
                 text: true,
                 checked,
+                ..
             }) => {
                 if checked != bytes.len() {
                     return Err(INVALID_UTF8);
@@ -710,6 +896,184 @@ mod tests {
             let (events, violation) = decode_in_pieces(&wire, &mut rng, 1 << 20);
             assert_eq!(violation, None, "round {round}");
             assert_eq!(events, expected, "round {round}");
+        }
+    }
+
+    mod inflate {
+        use super::*;
+        use crate::protocol::deflate::Deflater;
+
+        const RSV1: u8 = 0b100;
+
+        fn deflating(no_context_takeover: bool, max: usize) -> Decoder {
+            Decoder::new(Role::Server, max).with_inflate(InflateParams {
+                window_bits: 15,
+                no_context_takeover,
+            })
+        }
+
+        fn compress(msg: &[u8]) -> Vec<u8> {
+            let mut out = Vec::new();
+            Deflater::new(6, 15, true)
+                .unwrap()
+                .compress(msg, &mut out)
+                .unwrap();
+            out
+        }
+
+        fn compressed(opcode: u8, payload: &[u8]) -> Vec<u8> {
+            RawFrame::new(opcode, payload).rsv(RSV1).mask(MASK).encode()
+        }
+
+        fn violation(decoder: &mut Decoder, wire: &[u8]) -> Violation {
+            decode_all(decoder, wire).expect_err("a violation")
+        }
+
+        #[test]
+        fn compressed_text_and_binary_inflate() {
+            let text = "héllo, compressed world ".repeat(20);
+            let mut d = deflating(true, 1 << 20);
+            let mut wire = compressed(OP_TEXT, &compress(text.as_bytes()));
+            wire.extend(compressed(OP_BINARY, &compress(&[0, 1, 2, 255])));
+            wire.extend(frame(true, OP_TEXT, b"plain"));
+            assert_eq!(
+                decode_all(&mut d, &wire).unwrap(),
+                vec![
+                    Event::Text(Bytes::from(text)),
+                    Event::Binary(Bytes::from_static(&[0, 1, 2, 255])),
+                    Event::Text(Bytes::from_static(b"plain")),
+                ]
+            );
+        }
+
+        #[test]
+        fn fragmented_compressed_message_with_pings_between_inflates_byte_by_byte() {
+            let text = "fragments of one deflate stream ".repeat(30);
+            let payload = compress(text.as_bytes());
+            let (a, rest) = payload.split_at(payload.len() / 3);
+            let (b, c) = rest.split_at(rest.len() / 2);
+            let mut wire = RawFrame::new(OP_TEXT, a)
+                .rsv(RSV1)
+                .fin(false)
+                .mask(MASK)
+                .encode();
+            wire.extend(frame(true, OP_PING, b"1"));
+            wire.extend(frame(false, OP_CONTINUATION, b));
+            wire.extend(frame(true, OP_PING, b"2"));
+            wire.extend(frame(true, OP_CONTINUATION, c));
+            let mut d = deflating(false, 1 << 20);
+            let mut events = Vec::new();
+            for byte in wire {
+                events.extend(decode_all(&mut d, &[byte]).unwrap());
+            }
+            assert_eq!(
+                events,
+                vec![
+                    Event::Ping(Bytes::from_static(b"1")),
+                    Event::Ping(Bytes::from_static(b"2")),
+                    Event::Text(Bytes::from(text)),
+                ]
+            );
+        }
+
+        #[test]
+        fn rsv1_misuse_is_a_protocol_error() {
+            let payload = compress(b"x");
+            // Not negotiated.
+            assert_eq!(
+                violation(&mut server(), &compressed(OP_TEXT, &payload)).code,
+                code::PROTOCOL_ERROR
+            );
+            // On a control frame.
+            for op in [OP_PING, OP_PONG, OP_CLOSE] {
+                let v = violation(&mut deflating(true, 1024), &compressed(op, b""));
+                assert_eq!(v.reason, "compressed control frame", "opcode {op}");
+            }
+            // On a continuation frame.
+            let mut wire = RawFrame::new(OP_TEXT, &payload[..1])
+                .rsv(RSV1)
+                .fin(false)
+                .mask(MASK)
+                .encode();
+            wire.extend(compressed(OP_CONTINUATION, &payload[1..]));
+            let v = violation(&mut deflating(true, 1024), &wire);
+            assert_eq!(v.reason, "RSV1 set on a continuation frame");
+            // RSV2 and RSV3 stay reserved.
+            for rsv in [0b010, 0b001, 0b110] {
+                let wire = RawFrame::text(payload.clone()).rsv(rsv).mask(MASK).encode();
+                let v = violation(&mut deflating(true, 1024), &wire);
+                assert_eq!(v.code, code::PROTOCOL_ERROR, "rsv {rsv:03b}");
+            }
+        }
+
+        #[test]
+        fn context_takeover_keeps_the_window_between_messages() {
+            // RFC 7692 section 7.2.3.2: the second "Hello" is a back
+            // reference into the first message.
+            let mut wire = compressed(OP_TEXT, &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]);
+            wire.extend(compressed(OP_TEXT, &[0xf2, 0x00, 0x11, 0x00, 0x00]));
+            let hello = Event::Text(Bytes::from_static(b"Hello"));
+            assert_eq!(
+                decode_all(&mut deflating(false, 1024), &wire).unwrap(),
+                vec![hello.clone(), hello]
+            );
+            // Without context takeover the reference points at nothing.
+            assert!(decode_all(&mut deflating(true, 1024), &wire).is_err());
+        }
+
+        #[test]
+        fn no_context_takeover_holds_no_inflater_between_messages() {
+            let mut d = deflating(true, 1 << 20);
+            decode_all(&mut d, &compressed(OP_TEXT, &compress(b"one"))).unwrap();
+            assert!(d.inflate.as_ref().unwrap().inflater.is_none());
+            let mut d = deflating(false, 1 << 20);
+            decode_all(&mut d, &compressed(OP_TEXT, &compress(b"one"))).unwrap();
+            assert!(d.inflate.as_ref().unwrap().inflater.is_some());
+        }
+
+        #[test]
+        fn inflating_past_the_limit_fails_before_the_frame_ends() {
+            // 1 MiB of zeros compresses to about 1 KiB.
+            let payload = compress(&vec![0; 1 << 20]);
+            assert!(payload.len() < 2048);
+            let wire = compressed(OP_BINARY, &payload);
+            let mut d = deflating(true, 64 * 1024);
+            let mut input = Bytes::copy_from_slice(&wire);
+            let mut fed = input.split_to(wire.len() / 2);
+            assert_eq!(d.decode(&mut fed).unwrap_err().code, code::TOO_BIG);
+            assert!(d.data.capacity() <= 64 * 1024 + 1, "{}", d.data.capacity());
+            // Exactly at the limit is fine.
+            let small = compress(&[7; 1000]);
+            let mut d = deflating(true, 1000);
+            assert_eq!(
+                decode_all(&mut d, &compressed(OP_BINARY, &small)).unwrap(),
+                vec![Event::Binary(Bytes::from(vec![7; 1000]))]
+            );
+        }
+
+        #[test]
+        fn compressed_bytes_are_bounded_too() {
+            // A header declaring far more compressed bytes than any encoder
+            // needs for the limit fails at once.
+            let wire = RawFrame::new(OP_BINARY, vec![0; 10])
+                .rsv(RSV1)
+                .declare(1 << 30)
+                .mask(MASK)
+                .encode();
+            let v = violation(&mut deflating(true, 1 << 20), &wire[..14]);
+            assert_eq!(v.code, code::TOO_BIG);
+        }
+
+        #[test]
+        fn inflated_text_must_be_utf8_and_data_must_be_deflate() {
+            let v = violation(
+                &mut deflating(true, 1024),
+                &compressed(OP_TEXT, &compress(&[0xff, 0xfe])),
+            );
+            assert_eq!(v.code, code::INVALID_PAYLOAD);
+            // BTYPE 11 is reserved.
+            let v = violation(&mut deflating(true, 1024), &compressed(OP_BINARY, &[0xff]));
+            assert_eq!(v, CORRUPT);
         }
     }
 }

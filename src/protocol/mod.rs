@@ -7,7 +7,8 @@
 //! one place that lays out frame bytes: [`Header`] for the decoder and the
 //! encoders, and [`RawFrame`], which builds any frame, broken ones included,
 //! for tests and reads back what a peer sent.
-//! [`deflate`]: permessage-deflate's handshake and codec (RFC 7692), not yet wired in.
+//! [`deflate`]: permessage-deflate (RFC 7692): the handshake, the codec and
+//! compressed frames; the decoder inflates with [`InflateParams`].
 
 mod decoder;
 pub mod deflate;
@@ -16,7 +17,7 @@ pub mod frame;
 pub mod handshake;
 mod mask;
 
-pub use decoder::{CloseFrame, Decoder, Event, Role, Violation};
+pub use decoder::{CloseFrame, Decoder, Event, InflateParams, Role, Violation};
 pub use encode::{
     MAX_HEADER_LEN, SHARE_PAYLOAD_FROM, close_payload, encode_frame, server_frame, server_message,
 };

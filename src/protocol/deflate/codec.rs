@@ -1,5 +1,6 @@
 //! Compressing and inflating one message at a time (RFC 7692 section 7.2).
 
+use bytes::BytesMut;
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 use thiserror::Error;
 
@@ -81,23 +82,35 @@ impl Deflater {
     /// with its trailing `00 00 ff ff` removed. An empty message becomes the
     /// single byte `00` (section 7.2.3.6).
     pub fn compress(&mut self, message: &[u8], out: &mut Vec<u8>) -> Result<(), DeflateError> {
+        self.compress_parts(&[message], out)
+    }
+
+    /// [`compress`](Deflater::compress) for the message that is `parts`
+    /// joined (a reply prefix and the text), without joining them first.
+    /// After an error the compressor starts clean; the output is unusable.
+    pub fn compress_parts(
+        &mut self,
+        parts: &[&[u8]],
+        out: &mut Vec<u8>,
+    ) -> Result<(), DeflateError> {
         let start = out.len();
+        let total: usize = parts.iter().map(|p| p.len()).sum();
         // A guess for text; the loop below doubles when it is short.
-        out.reserve(message.len() / 4 + 64);
-        let mut consumed = 0;
-        loop {
-            if out.capacity() == out.len() {
-                out.reserve(out.capacity().max(64));
+        out.reserve(total / 4 + 64);
+        let last = parts.len().saturating_sub(1);
+        for (i, part) in parts.iter().enumerate() {
+            let flush = if i == last {
+                FlushCompress::Sync
+            } else {
+                FlushCompress::None
+            };
+            if let Err(e) = self.deflate(part, flush, out) {
+                self.inner.reset();
+                return Err(e);
             }
-            let before_in = self.inner.total_in();
-            self.inner
-                .compress_vec(&message[consumed..], out, FlushCompress::Sync)?;
-            consumed += (self.inner.total_in() - before_in) as usize;
-            // A sync flush is complete once zlib stops short of filling the
-            // buffer with all input taken.
-            if consumed == message.len() && out.len() < out.capacity() {
-                break;
-            }
+        }
+        if parts.is_empty() {
+            self.deflate(&[], FlushCompress::Sync, out)?;
         }
         if out[start..].ends_with(&TAIL) {
             out.truncate(out.len() - TAIL.len());
@@ -110,15 +123,53 @@ impl Deflater {
         }
         Ok(())
     }
+
+    /// Feeds all of `input`; with a sync flush, until the flush is complete.
+    fn deflate(
+        &mut self,
+        input: &[u8],
+        flush: FlushCompress,
+        out: &mut Vec<u8>,
+    ) -> Result<(), DeflateError> {
+        let sync = matches!(flush, FlushCompress::Sync);
+        let mut consumed = 0;
+        loop {
+            if out.capacity() == out.len() {
+                out.reserve(out.capacity().max(64));
+            }
+            let before_in = self.inner.total_in();
+            self.inner.compress_vec(&input[consumed..], out, flush)?;
+            consumed += (self.inner.total_in() - before_in) as usize;
+            // All input taken; a sync flush is complete once zlib stops
+            // short of filling the buffer.
+            if consumed == input.len() && (!sync || out.len() < out.capacity()) {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Whether each message starts with a fresh window.
+    pub fn no_context_takeover(&self) -> bool {
+        self.no_context_takeover
+    }
 }
 
 /// Inflates messages for one direction of one connection, with a limit on
 /// each message's inflated size.
+///
+/// A message may be inflated whole ([`decompress`](Inflater::decompress)) or
+/// as its frames arrive ([`feed`](Inflater::feed) each piece, then
+/// [`finish`](Inflater::finish)), so that a message crossing the limit is
+/// refused as soon as the bytes that cross it arrive.
 pub struct Inflater {
     inner: Decompress,
     window_bits: u8,
     no_context_takeover: bool,
     max_size: usize,
+    /// Bytes the current message has inflated to so far.
+    produced: usize,
+    /// The current message's DEFLATE stream ended (a BFINAL block).
+    ended: bool,
     step: Box<[u8]>,
 }
 
@@ -136,12 +187,14 @@ impl Inflater {
             window_bits: bits,
             no_context_takeover,
             max_size,
+            produced: 0,
+            ended: false,
             step: vec![0; STEP].into_boxed_slice(),
         })
     }
 
     /// Inflates a message whose compressed payload is `payload`.
-    pub fn decompress(&mut self, payload: &[u8], out: &mut Vec<u8>) -> Result<(), InflateError> {
+    pub fn decompress(&mut self, payload: &[u8], out: &mut BytesMut) -> Result<(), InflateError> {
         self.decompress_pieces([payload], out)
     }
 
@@ -152,56 +205,72 @@ impl Inflater {
     pub fn decompress_pieces<'a, I>(
         &mut self,
         pieces: I,
-        out: &mut Vec<u8>,
+        out: &mut BytesMut,
     ) -> Result<(), InflateError>
     where
         I: IntoIterator<Item = &'a [u8]>,
     {
-        let start = out.len();
-        let mut ended = false;
-        for piece in pieces.into_iter().chain([&TAIL[..]]) {
-            if !ended {
-                ended = self.feed(piece, start, out)?;
-            }
+        for piece in pieces {
+            self.feed(piece, out)?;
         }
-        // A sender may end a message with a BFINAL block (section 7.2.3.3);
-        // what follows it starts a new stream, so the old context is gone.
-        if self.no_context_takeover || ended {
-            self.inner.reset(false);
+        self.finish(out)
+    }
+
+    /// Inflates the next piece of the current message's payload, appending
+    /// to `out`. Fails as soon as the message passes the limit.
+    pub fn feed(&mut self, piece: &[u8], out: &mut BytesMut) -> Result<(), InflateError> {
+        if !self.ended {
+            self.ended = self.inflate(piece, out)?;
         }
         Ok(())
     }
 
-    /// Feeds one piece; returns whether the DEFLATE stream ended.
-    fn feed(
-        &mut self,
-        piece: &[u8],
-        start: usize,
-        out: &mut Vec<u8>,
-    ) -> Result<bool, InflateError> {
+    /// Ends the current message: inflates the stripped `00 00 ff ff` tail
+    /// and, without context takeover, forgets the window.
+    pub fn finish(&mut self, out: &mut BytesMut) -> Result<(), InflateError> {
+        self.feed(&TAIL, out)?;
+        // A sender may end a message with a BFINAL block (section 7.2.3.3);
+        // what follows it starts a new stream, so the old context is gone.
+        if self.no_context_takeover || self.ended {
+            self.inner.reset(false);
+        }
+        self.produced = 0;
+        self.ended = false;
+        Ok(())
+    }
+
+    /// Inflates one piece; returns whether the DEFLATE stream ended.
+    fn inflate(&mut self, piece: &[u8], out: &mut BytesMut) -> Result<bool, InflateError> {
         let mut consumed = 0;
         loop {
-            let produced_so_far = out.len() - start;
             // One byte past the limit is enough to know it was crossed.
-            let room = (self.max_size - produced_so_far.min(self.max_size))
+            let room = (self.max_size - self.produced.min(self.max_size))
                 .saturating_add(1)
                 .min(STEP);
             let (before_in, before_out) = (self.inner.total_in(), self.inner.total_out());
-            let status = self.inner.decompress(
+            let status = match self.inner.decompress(
                 &piece[consumed..],
                 &mut self.step[..room],
                 FlushDecompress::Sync,
-            )?;
+            ) {
+                Ok(status) => status,
+                Err(e) => {
+                    self.forget();
+                    return Err(e.into());
+                }
+            };
             consumed += (self.inner.total_in() - before_in) as usize;
             let produced = (self.inner.total_out() - before_out) as usize;
-            if produced_so_far + produced > self.max_size {
-                self.inner.reset(false);
+            if self.produced + produced > self.max_size {
+                self.forget();
                 return Err(InflateError::TooBig {
                     limit: self.max_size,
                 });
             }
-            grow_within(out, produced, start.saturating_add(self.max_size));
+            let cap = (self.max_size - self.produced).saturating_add(out.len());
+            grow_within(out, produced, cap);
             out.extend_from_slice(&self.step[..produced]);
+            self.produced += produced;
             match status {
                 Status::StreamEnd => return Ok(true),
                 // No progress possible: this piece is used up.
@@ -212,21 +281,47 @@ impl Inflater {
         }
     }
 
+    /// After an error: the context cannot be trusted, start clean.
+    fn forget(&mut self) {
+        self.inner.reset(false);
+        self.produced = 0;
+        self.ended = false;
+    }
+
     /// The window this inflater was built with (8 becomes 9).
     pub fn window_bits(&self) -> u8 {
         self.window_bits
+    }
+
+    /// The largest inflated message it accepts.
+    pub fn max_size(&self) -> usize {
+        self.max_size
+    }
+
+    /// Changes the limit (between messages).
+    pub fn set_max_size(&mut self, max_size: usize) {
+        self.max_size = max_size;
     }
 }
 
 /// Makes room for `more` bytes, doubling as `Vec` would but never past
 /// `cap`, so a message near the limit does not allocate twice the limit.
-fn grow_within(out: &mut Vec<u8>, more: usize, cap: usize) {
+fn grow_within(out: &mut BytesMut, more: usize, cap: usize) {
     let need = out.len() + more;
     if need <= out.capacity() {
         return;
     }
-    let target = (out.capacity() * 2).max(need).min(cap.max(need));
-    out.reserve_exact(target - out.len());
+    let doubled = out.capacity() * 2;
+    let target = doubled.max(need).min(cap.max(need));
+    if target >= doubled {
+        out.reserve(target - out.len());
+    } else {
+        // `reserve` would double; near the cap, move to an exact buffer
+        // instead (at most once per message).
+        let mut exact = BytesMut::with_capacity(target);
+        exact.extend_from_slice(out);
+        *out = exact;
+    }
 }
 
 #[cfg(test)]
@@ -243,8 +338,8 @@ mod tests {
     }
 
     fn inflate_one(i: &mut Inflater, payload: &[u8]) -> Result<Vec<u8>, InflateError> {
-        let mut out = Vec::new();
-        i.decompress(payload, &mut out).map(|()| out)
+        let mut out = BytesMut::new();
+        i.decompress(payload, &mut out).map(|()| out.to_vec())
     }
 
     fn pair(takeover: bool) -> (Deflater, Inflater) {
@@ -430,7 +525,7 @@ mod tests {
         for cut in [1, 2, 7, payload.len() / 2, payload.len() - 1] {
             let mut i = Inflater::new(15, false, LIMIT).unwrap();
             let (a, b) = payload.split_at(cut);
-            let mut out = b"kept:".to_vec();
+            let mut out = BytesMut::from(&b"kept:"[..]);
             i.decompress_pieces([a, &[][..], b], &mut out).unwrap();
             assert_eq!(&out[5..], &msg[..], "cut at {cut}");
         }
@@ -506,7 +601,7 @@ mod tests {
         let started = std::time::Instant::now();
         let limit = 1 << 20;
         let mut i = Inflater::new(15, false, limit).unwrap();
-        let mut out = Vec::new();
+        let mut out = BytesMut::new();
         let err = i.decompress_pieces(pieces.iter().copied(), &mut out);
         assert!(matches!(err, Err(InflateError::TooBig { limit: 1048576 })));
         assert!(out.capacity() <= limit, "{}", out.capacity());
@@ -514,7 +609,7 @@ mod tests {
 
         // Under the limit the same pieces are fine (two copies: 2 MiB).
         let mut big = Inflater::new(15, false, 2 << 20).unwrap();
-        let mut out = Vec::new();
+        let mut out = BytesMut::new();
         big.decompress_pieces(pieces[..2].iter().copied(), &mut out)
             .unwrap();
         assert_eq!(out.len(), 2 << 20);

@@ -1,5 +1,5 @@
-//! permessage-deflate (RFC 7692): the handshake and the per-message codec,
-//! pure library code that is **not yet wired into** the server or `wsc`.
+//! permessage-deflate (RFC 7692): the handshake, the per-message codec and
+//! compressed frames, pure library code shared by the server and `wsc`.
 //!
 //! - [`negotiate`] parses `Sec-WebSocket-Extensions`, lets the server pick
 //!   the first acceptable offer ([`ServerSettings::negotiate`]) and lets the
@@ -10,13 +10,20 @@
 //!   payload out, and back, with an inflate limit that fails before it
 //!   allocates past it ([`InflateError::TooBig`] maps to close code 1009).
 //!
-//! Frames, the RSV1 bit and which messages to compress belong to the
-//! session and the client, not here.
+//! - [`frames`] builds compressed frames (RSV1 set) for a connection
+//!   ([`Compressor`]) and, without context takeover, once for many
+//!   ([`shared_frame`]), on compressors each thread keeps.
+//!
+//! Inflating received frames is the [`Decoder`](super::Decoder)'s, given
+//! [`InflateParams`](super::InflateParams); which messages to compress is
+//! the session's and the client's.
 
 pub mod codec;
+pub mod frames;
 pub mod negotiate;
 
 pub use codec::{ConfigError, DeflateError, Deflater, InflateError, Inflater, TAIL};
+pub use frames::{Compressor, SendSettings, shared_frame};
 pub use negotiate::{
     Agreement, ClientOffer, DeflateParamSet, DeflateParams, Extension, ParamError, ResponseError,
     ServerSettings, SyntaxError, parse_extensions,

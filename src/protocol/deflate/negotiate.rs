@@ -334,10 +334,11 @@ impl ServerSettings {
             .server_max_window_bits
             .clamp(MIN_ZLIB_WINDOW_BITS, MAX_WINDOW_BITS);
         let server_max_window_bits = match offer.server_max_window_bits {
-            // The client can only inflate a 256-byte window and zlib cannot
-            // compress with one; answering 9 would break "equal to or
-            // smaller" (section 7.1.2.1), so the offer is declined.
-            Some(n) if n < MIN_ZLIB_WINDOW_BITS => return None,
+            // The client can only inflate a 256-byte window, which zlib
+            // cannot produce. Answering 9 would break "equal to or smaller"
+            // (section 7.1.2.1); so 8 is answered as 8, and we send that
+            // connection's messages uncompressed (section 6 lets a sender
+            // choose per message), while still inflating what it sends.
             Some(n) => n.min(ours),
             None => ours,
         };
@@ -670,7 +671,7 @@ mod tests {
     #[test]
     fn first_acceptable_offer_wins() {
         let a = server(&[
-            "x-unknown; foo, permessage-deflate; bogus, permessage-deflate; server_max_window_bits=8",
+            "x-unknown; foo, permessage-deflate; bogus, permessage-deflate; server_max_window_bits=7",
             "permessage-deflate; client_max_window_bits=11, permessage-deflate",
         ])
         .unwrap();
@@ -720,15 +721,16 @@ mod tests {
     }
 
     #[test]
-    fn server_max_window_bits_8_is_declined_not_answered_as_9() {
-        assert_eq!(
-            response(&["permessage-deflate; server_max_window_bits=8"]),
-            None
-        );
-        // A fallback offer after it is taken.
+    fn server_max_window_bits_8_is_answered_as_8_never_as_9() {
+        // Answering 9 would exceed what the client allowed; the session
+        // then sends uncompressed (see `frames::Compressor::new`).
         let a =
             server(&["permessage-deflate; server_max_window_bits=8, permessage-deflate"]).unwrap();
-        assert_eq!(a.params.server_max_window_bits, 15);
+        assert_eq!(a.params.server_max_window_bits, 8);
+        assert_eq!(
+            a.response,
+            "permessage-deflate; server_no_context_takeover; server_max_window_bits=8"
+        );
     }
 
     #[test]
