@@ -79,6 +79,54 @@ pub struct SessionConfig {
     /// dropped as a slow consumer.
     #[serde(with = "human_duration")]
     pub write_timeout: Duration,
+    /// permessage-deflate (RFC 7692): off declines every offer.
+    pub compression: Compression,
+    /// How messages are compressed once a client agreed to it.
+    pub deflate: DeflateConfig,
+}
+
+/// `[session] compression`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// Offers are declined: no CPU spent on compression.
+    #[default]
+    Off,
+    /// A client's permessage-deflate offer is accepted.
+    On,
+}
+
+/// `[session.deflate]`: the server's side of permessage-deflate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeflateConfig {
+    /// zlib level, 1 (fastest) to 9 (smallest).
+    pub level: u32,
+    /// Messages shorter than this are sent uncompressed.
+    #[serde(with = "human_size")]
+    pub min_size: usize,
+    /// Keep our compressor's window between messages (better ratios, but a
+    /// compressor of its own per connection, and no sharing of a channel
+    /// publication's compressed frame).
+    pub server_context_takeover: bool,
+    /// The largest window we compress with, 9..=15.
+    pub server_max_window_bits: u8,
+    /// The window we ask clients to compress with, 9..=15 (what we keep to
+    /// inflate their messages); only clients that offer
+    /// `client_max_window_bits` can be asked.
+    pub client_max_window_bits: u8,
+}
+
+impl Default for DeflateConfig {
+    fn default() -> Self {
+        DeflateConfig {
+            level: 1,
+            min_size: 128,
+            server_context_takeover: false,
+            server_max_window_bits: 15,
+            client_max_window_bits: 15,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -250,6 +298,8 @@ impl Default for SessionConfig {
             reply_prefix: "Server received: ".into(),
             max_send_queue: 1 << 20,
             write_timeout: Duration::from_secs(10),
+            compression: Compression::Off,
+            deflate: DeflateConfig::default(),
         }
     }
 }
@@ -451,6 +501,30 @@ impl Config {
                 "session.max_message_size",
                 "must be at least 1 byte".into(),
             ));
+        }
+        let deflate = &session.deflate;
+        if !(1..=9).contains(&deflate.level) {
+            return Err(invalid(
+                "session.deflate.level",
+                format!("expected 1 to 9, got {}", deflate.level),
+            ));
+        }
+        for (key, bits) in [
+            (
+                "session.deflate.server_max_window_bits",
+                deflate.server_max_window_bits,
+            ),
+            (
+                "session.deflate.client_max_window_bits",
+                deflate.client_max_window_bits,
+            ),
+        ] {
+            if !(9..=15).contains(&bits) {
+                return Err(invalid(
+                    key,
+                    format!("expected 9 to 15 (zlib cannot use a 256-byte window), got {bits}"),
+                ));
+            }
         }
         self.validate_channels(path)?;
         self.validate_engine(path)?;

@@ -33,6 +33,12 @@ use crate::engine::{Delivery, Format, Frame, Position, Publication};
 pub trait Subscriber {
     /// Queues a frame; `false` when the queue is full.
     fn push(&self, frame: &Frame) -> bool;
+    /// Queues a publication in `format`: its shared frame, unless this
+    /// subscriber encodes it its own way (compression with a context of its
+    /// own). `false` when the queue is full.
+    fn push_publication(&self, p: &Publication, format: Format) -> bool {
+        self.push(p.frame(format))
+    }
     /// The queue was full: the session must end as a slow consumer.
     fn overflowed(&self);
     /// Publications were lost and plain mode cannot say so: the session
@@ -99,7 +105,7 @@ impl Sub {
                     return Outcome::Skipped;
                 }
                 self.last = p.offset;
-                p.frame(self.format)
+                return self.queue_publication(p);
             }
             Delivery::Presence(event) => match self.format {
                 Format::Json => event.frame(),
@@ -128,7 +134,17 @@ impl Sub {
     }
 
     fn queue(&mut self, frame: &Frame) -> Outcome {
-        if self.subscriber.push(frame) {
+        let queued = self.subscriber.push(frame);
+        self.outcome(queued)
+    }
+
+    fn queue_publication(&mut self, p: &Publication) -> Outcome {
+        let queued = self.subscriber.push_publication(p, self.format);
+        self.outcome(queued)
+    }
+
+    fn outcome(&mut self, queued: bool) -> Outcome {
+        if queued {
             Outcome::Queued
         } else {
             self.dead = true;
@@ -238,7 +254,7 @@ impl Hub {
         sub.last = top.offset;
         let mut queued = 0;
         for p in replay {
-            match sub.queue(p.frame(sub.format)) {
+            match sub.queue_publication(p) {
                 Outcome::Queued => queued += 1,
                 _ => return None,
             }

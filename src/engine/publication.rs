@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 use crate::channels::ChannelName;
-use crate::protocol::{self, opcode};
+use crate::protocol::{self, deflate, opcode};
 
 /// What a publication's data is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,6 +76,10 @@ pub struct Publication {
     pub accepted: Instant,
     plain: OnceLock<Frame>,
     json: OnceLock<Frame>,
+    /// Compressed (permessage-deflate) once for every subscriber that can
+    /// take the shared frame; the plain frame when too short to compress.
+    plain_deflated: OnceLock<Frame>,
+    json_deflated: OnceLock<Frame>,
 }
 
 impl Publication {
@@ -97,19 +101,51 @@ impl Publication {
             accepted,
             plain: OnceLock::new(),
             json: OnceLock::new(),
+            plain_deflated: OnceLock::new(),
+            json_deflated: OnceLock::new(),
         }
+    }
+
+    /// The frame's opcode in `format`.
+    fn opcode(&self, format: Format) -> u8 {
+        match (format, self.kind) {
+            (Format::Plain, Kind::Binary) => opcode::BINARY,
+            _ => opcode::TEXT,
+        }
+    }
+
+    /// The message a subscriber in `format` gets, without its frame header.
+    pub fn payload(&self, format: Format) -> Bytes {
+        match format {
+            Format::Plain => self.data.clone(),
+            Format::Json => {
+                let (frame, _) = self.frame(Format::Json);
+                frame.slice(protocol::header_size(frame[1])..)
+            }
+        }
+    }
+
+    /// The compressed frame for the subscribers in `format` that take
+    /// `shared`'s frames, compressed on first use, once for all of them.
+    pub fn deflated_frame(&self, format: Format, shared: &deflate::Shared) -> &Frame {
+        let cell = match format {
+            Format::Plain => &self.plain_deflated,
+            Format::Json => &self.json_deflated,
+        };
+        cell.get_or_init(
+            || match shared.frame(self.opcode(format), &self.payload(format)) {
+                Some(frame) => (frame, None),
+                None => self.frame(format).clone(),
+            },
+        )
     }
 
     /// The frame for a subscriber in `format`, encoded on first use.
     pub fn frame(&self, format: Format) -> &Frame {
         match format {
-            Format::Plain => self.plain.get_or_init(|| {
-                let op = match self.kind {
-                    Kind::Binary => opcode::BINARY,
-                    Kind::Text | Kind::Json => opcode::TEXT,
-                };
-                protocol::server_message(op, &[], &self.data)
-            }),
+            Format::Plain => self
+                .plain
+                .get_or_init(|| protocol::server_message(self.opcode(format), &[], &self.data)),
             Format::Json => self.json.get_or_init(|| text_frame(&self.to_json())),
         }
     }

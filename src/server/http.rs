@@ -19,8 +19,9 @@ use super::registry::{Registry, Shutdown, Stats};
 use super::session::{PubSubSetup, Session, Setup, describe_peer};
 use crate::auth::{AuthError, Verifier};
 use crate::channels::Channels;
-use crate::config::{Config, SessionConfig};
+use crate::config::{Compression, Config, SessionConfig};
 use crate::engine::Health;
+use crate::protocol::deflate::{Agreement, ServerSettings};
 use crate::protocol::handshake::{self, Refusal, UpgradeRequest};
 
 /// Everything the handlers share: one per server, cloned into each worker.
@@ -239,6 +240,7 @@ pub(crate) fn upgrade_session(
             .insert_header((header::RETRY_AFTER, "1"))
             .body("too many connections\n");
     };
+    let deflate = negotiate_deflate(req, &state.session);
     let body = Session::start(
         payload,
         Setup {
@@ -249,15 +251,40 @@ pub(crate) fn upgrade_session(
             metrics: state.metrics.clone(),
             slot,
             pubsub,
+            deflate: deflate.as_ref().map(|a| a.params),
         },
     );
     let mut res = HttpResponse::SwitchingProtocols();
     res.upgrade("websocket")
         .insert_header((header::SEC_WEBSOCKET_ACCEPT, accept));
+    if let Some(agreement) = deflate {
+        res.insert_header((header::SEC_WEBSOCKET_EXTENSIONS, agreement.response));
+    }
     if let Some(protocol) = protocol {
         res.insert_header((header::SEC_WEBSOCKET_PROTOCOL, protocol));
     }
     res.streaming(body)
+}
+
+/// permessage-deflate for this connection: the first acceptable offer in
+/// the request's `Sec-WebSocket-Extensions` (RFC 7692 section 5), when
+/// `[session] compression = "on"`. A header value that is not text is no
+/// offer.
+fn negotiate_deflate(req: &HttpRequest, session: &SessionConfig) -> Option<Agreement> {
+    if session.compression != Compression::On {
+        return None;
+    }
+    let d = &session.deflate;
+    ServerSettings {
+        server_context_takeover: d.server_context_takeover,
+        server_max_window_bits: d.server_max_window_bits,
+        client_max_window_bits: d.client_max_window_bits,
+    }
+    .negotiate(
+        req.headers()
+            .get_all(header::SEC_WEBSOCKET_EXTENSIONS)
+            .filter_map(|v| v.to_str().ok()),
+    )
 }
 
 async fn healthz(state: web::Data<AppState>) -> HttpResponse {

@@ -30,6 +30,30 @@ pub struct SendSettings {
     pub min_size: usize,
 }
 
+/// How messages meant for many connections are compressed once: without
+/// context takeover, at one level and window, on this thread's compressor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shared {
+    pub settings: SendSettings,
+    pub window_bits: u8,
+}
+
+impl Shared {
+    /// The compressed frame of a message, or `None` for one to send plain.
+    pub fn frame(&self, opcode: u8, payload: &[u8]) -> Option<Bytes> {
+        if payload.len() < self.settings.min_size {
+            return None;
+        }
+        shared_frame(
+            self.settings.level,
+            self.window_bits,
+            opcode,
+            &[payload],
+            None,
+        )
+    }
+}
+
 /// One direction's compressor of one connection.
 pub struct Compressor {
     settings: SendSettings,
@@ -102,11 +126,13 @@ impl Compressor {
         frame
     }
 
-    /// Whether a frame compressed once for many (without context takeover,
-    /// at `level` with a `window_bits` window) may be sent on this
-    /// connection as it is.
-    pub fn takes_shared(&self, level: u32, window_bits: u8) -> bool {
-        !self.context_takeover && self.settings.level == level && self.window_bits >= window_bits
+    /// Whether a frame compressed once for many by `shared` may be sent on
+    /// this connection as it is: no context takeover here, and a window at
+    /// least as large as the one it was made with.
+    pub fn takes_shared(&self, shared: &Shared) -> bool {
+        !self.context_takeover
+            && self.settings == shared.settings
+            && self.window_bits >= shared.window_bits
     }
 
     /// The smallest message compressed.
@@ -274,13 +300,19 @@ mod tests {
         let a = shared_frame(1, 15, opcode::TEXT, &[msg], None).unwrap();
         let b = shared_frame(1, 15, opcode::TEXT, &[msg], None).unwrap();
         assert_eq!(a, b, "no context carries over");
-        assert!(!keep.takes_shared(1, 15));
+        let shared = |level, window_bits| Shared {
+            settings: SendSettings { level, ..SETTINGS },
+            window_bits,
+        };
+        assert!(!keep.takes_shared(&shared(1, 15)));
         let fresh = Compressor::new(SETTINGS, &params(true, 12), true)
             .unwrap()
             .unwrap();
-        assert!(fresh.takes_shared(1, 12) && fresh.takes_shared(1, 9));
-        assert!(!fresh.takes_shared(1, 15), "its window is smaller");
-        assert!(!fresh.takes_shared(6, 12), "another level");
+        assert!(fresh.takes_shared(&shared(1, 12)) && fresh.takes_shared(&shared(1, 9)));
+        assert!(!fresh.takes_shared(&shared(1, 15)), "its window is smaller");
+        assert!(!fresh.takes_shared(&shared(6, 12)), "another level");
+        assert!(shared(1, 15).frame(opcode::TEXT, b"short").is_none());
+        assert_eq!(shared(1, 15).frame(opcode::TEXT, msg), Some(a));
     }
 
     #[test]

@@ -23,7 +23,7 @@ pub mod frames;
 pub mod negotiate;
 
 pub use codec::{ConfigError, DeflateError, Deflater, InflateError, Inflater, TAIL};
-pub use frames::{Compressor, SendSettings, shared_frame};
+pub use frames::{Compressor, SendSettings, Shared, shared_frame};
 pub use negotiate::{
     Agreement, ClientOffer, DeflateParamSet, DeflateParams, Extension, ParamError, ResponseError,
     ServerSettings, SyntaxError, parse_extensions,

@@ -21,7 +21,7 @@ mod pubsub;
 pub(crate) use pubsub::PubSubSetup;
 
 use std::borrow::Cow;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -39,8 +39,11 @@ use super::metrics::{Metrics, Traffic};
 use super::outbox::{Body, ConnSocket, Outbox, Progress, TransportClosed};
 use super::registry::{Connect, Disconnect, GoingAway, Registry};
 use crate::config::SessionConfig;
-use crate::engine::Kind;
-use crate::protocol::{self, CloseFrame, Decoder, Event, Role, Violation, code, opcode};
+use crate::engine::{Frame, Kind, text_frame};
+use crate::protocol::deflate::{Compressor, DeflateParams, SendSettings, Shared};
+use crate::protocol::{
+    self, CloseFrame, Decoder, Event, InflateParams, Role, Violation, code, opcode,
+};
 use crate::server::admission::Slot;
 use pubsub::PubSub;
 
@@ -120,6 +123,8 @@ pub(crate) struct Setup {
     pub slot: Slot,
     /// Channel mode; `None` is the echo server.
     pub pubsub: Option<PubSubSetup>,
+    /// permessage-deflate, when the handshake agreed to it.
+    pub deflate: Option<DeflateParams>,
 }
 
 /// The per-connection actor.
@@ -146,6 +151,10 @@ pub(crate) struct Session {
     ending: Option<Ending>,
     traffic: Traffic,
     pubsub: Option<PubSub>,
+    /// Compresses what this session sends, when permessage-deflate was
+    /// agreed; shared with the channel hub's [`pubsub::SessionSink`], so that
+    /// with context takeover every frame goes through it in queue order.
+    compressor: Option<Rc<RefCell<Compressor>>>,
 }
 
 impl Session {
@@ -164,12 +173,26 @@ impl Session {
             );
             body = Some(b);
             let heard = Rc::new(Cell::new(false));
-            let decoder = Decoder::new(Role::Server, setup.config.max_message_size);
+            let mut decoder = Decoder::new(Role::Server, setup.config.max_message_size);
+            let mut compressor = None;
+            if let Some(params) = &setup.deflate {
+                decoder = decoder.with_inflate(InflateParams {
+                    window_bits: params.client_max_window_bits,
+                    no_context_takeover: params.client_no_context_takeover,
+                });
+                compressor = compressor_for(&setup.config, params);
+            }
             ctx.add_stream(Frames::new(payload, decoder, heard.clone()));
             let now = Instant::now();
-            let pubsub = setup
-                .pubsub
-                .map(|ps| PubSub::new(ps, outbox.clone(), ctx.address()));
+            let pubsub = setup.pubsub.map(|ps| {
+                PubSub::new(
+                    ps,
+                    outbox.clone(),
+                    ctx.address(),
+                    compressor.clone(),
+                    shared_deflate(&setup.config),
+                )
+            });
             Session {
                 pubsub,
                 id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
@@ -187,6 +210,7 @@ impl Session {
                 closing: false,
                 ending: None,
                 traffic: Traffic::default(),
+                compressor,
             }
         });
         // `create` runs its closure before returning.
@@ -195,6 +219,13 @@ impl Session {
 
     fn peer(&self) -> String {
         describe_peer(self.peer)
+    }
+
+    /// Queues a text message of ours (a command reply), compressed when
+    /// agreed and long enough.
+    fn send_text(&mut self, text: &[u8], ctx: &mut Context<Self>) {
+        let frame = text_message(self.compressor.as_deref(), text);
+        self.send(frame, ctx);
     }
 
     /// Queues a frame (as its pieces); a full queue makes this session a
@@ -354,7 +385,7 @@ impl Session {
                 // The decoder has validated the UTF-8, and the prefix is a
                 // `String`, so the reply is valid text without re-checking.
                 let prefix = self.config.reply_prefix.as_bytes();
-                let reply = protocol::server_message(opcode::TEXT, prefix, &text);
+                let reply = message(self.compressor.as_deref(), opcode::TEXT, prefix, &text);
                 self.traffic.messages_sent += 1;
                 self.traffic.bytes_sent += (prefix.len() + text.len()) as u64;
                 self.send(reply, ctx);
@@ -370,7 +401,8 @@ impl Session {
                 }
                 self.traffic.messages_sent += 1;
                 self.traffic.bytes_sent += bytes.len() as u64;
-                self.send(protocol::server_message(opcode::BINARY, &[], &bytes), ctx);
+                let reply = message(self.compressor.as_deref(), opcode::BINARY, &[], &bytes);
+                self.send(reply, ctx);
             }
             Event::Ping(payload) => {
                 if !self.closing {
@@ -404,6 +436,66 @@ impl Session {
             reason: Cow::Owned(reason),
         });
         ctx.stop();
+    }
+}
+
+/// The frame of a data message `prefix` + `payload`: compressed when the
+/// session agreed to permessage-deflate and it is long enough, else the
+/// plain frame, sharing `payload`'s bytes.
+fn message(
+    compressor: Option<&RefCell<Compressor>>,
+    op: u8,
+    prefix: &[u8],
+    payload: &Bytes,
+) -> Frame {
+    if let Some(c) = compressor
+        && let Some(frame) = c.borrow_mut().frame(op, &[prefix, payload], None)
+    {
+        return (frame, None);
+    }
+    protocol::server_message(op, prefix, payload)
+}
+
+/// [`message`] for a text message of our own (a reply, an event).
+pub(super) fn text_message(compressor: Option<&RefCell<Compressor>>, text: &[u8]) -> Frame {
+    if let Some(c) = compressor
+        && let Some(frame) = c.borrow_mut().frame(opcode::TEXT, &[text], None)
+    {
+        return (frame, None);
+    }
+    text_frame(text)
+}
+
+/// What the session compresses with settings from `[session.deflate]` and
+/// the agreed `params`; `None` when it cannot compress (the client allowed
+/// only a 256-byte window), and then it sends everything uncompressed.
+fn compressor_for(
+    config: &SessionConfig,
+    params: &DeflateParams,
+) -> Option<Rc<RefCell<Compressor>>> {
+    let settings = SendSettings {
+        level: config.deflate.level,
+        min_size: config.deflate.min_size,
+    };
+    match Compressor::new(settings, params, true) {
+        Ok(c) => c.map(|c| Rc::new(RefCell::new(c))),
+        Err(e) => {
+            // The config was validated; nothing should get here.
+            log::warn!("permessage-deflate agreed but unusable ({e}): sending uncompressed");
+            None
+        }
+    }
+}
+
+/// How channel publications are compressed once for the subscribers that
+/// can share the frame: the configured level and window, no context.
+fn shared_deflate(config: &SessionConfig) -> Shared {
+    Shared {
+        settings: SendSettings {
+            level: config.deflate.level,
+            min_size: config.deflate.min_size,
+        },
+        window_bits: config.deflate.server_max_window_bits,
     }
 }
 

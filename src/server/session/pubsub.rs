@@ -5,6 +5,7 @@
 //! straight into the session's [`Outbox`] through [`SessionSink`]. The actor
 //! only hears when that queue overflowed ([`Overflowed`]).
 
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -13,14 +14,15 @@ use actix::prelude::*;
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use super::{CloseCause, Session};
+use super::{CloseCause, Session, text_message};
 use crate::auth::Claims;
 use crate::channels::{
     Action, ChannelError, ChannelName, Channels, Command, ErrorCode, Op, Publish, Source, Start,
     Subscriber, error_reply, ok_reply, parse_command,
 };
-use crate::engine::{Format, Frame, History, HistoryQuery, Kind, Member, Published, text_frame};
-use crate::protocol::code;
+use crate::engine::{Format, Frame, History, HistoryQuery, Kind, Member, Publication, Published};
+use crate::protocol::deflate::{Compressor, Shared};
+use crate::protocol::{code, opcode};
 use crate::server::outbox::Outbox;
 
 /// The close code for a connection whose token expired.
@@ -71,11 +73,48 @@ pub(super) struct Lost;
 pub(super) struct SessionSink {
     outbox: Outbox,
     addr: Addr<Session>,
+    deflate: Option<SinkDeflate>,
+}
+
+/// How a compressing session takes its publications.
+enum SinkDeflate {
+    /// The publication's frame compressed once for every subscriber with
+    /// these settings.
+    Shared(Shared),
+    /// Compressed by the session's own compressor (context takeover, or a
+    /// smaller window than the shared frames use).
+    Own(Rc<RefCell<Compressor>>),
+}
+
+impl SessionSink {
+    fn push_frame(&self, (frame, rest): Frame) -> bool {
+        self.outbox.push(frame, rest).is_ok()
+    }
 }
 
 impl Subscriber for SessionSink {
     fn push(&self, frame: &Frame) -> bool {
         self.outbox.push(frame.0.clone(), frame.1.clone()).is_ok()
+    }
+
+    fn push_publication(&self, p: &Publication, format: Format) -> bool {
+        match &self.deflate {
+            None => self.push(p.frame(format)),
+            Some(SinkDeflate::Shared(shared)) => self.push(p.deflated_frame(format, shared)),
+            Some(SinkDeflate::Own(compressor)) => {
+                let op = match (format, p.kind) {
+                    (Format::Plain, Kind::Binary) => opcode::BINARY,
+                    _ => opcode::TEXT,
+                };
+                let compressed = compressor
+                    .borrow_mut()
+                    .frame(op, &[&p.payload(format)], None);
+                match compressed {
+                    Some(frame) => self.push_frame((frame, None)),
+                    None => self.push(p.frame(format)),
+                }
+            }
+        }
     }
 
     fn overflowed(&self) {
@@ -114,7 +153,20 @@ impl PubSub {
         ))
     }
 
-    pub(super) fn new(setup: PubSubSetup, outbox: Outbox, addr: Addr<Session>) -> PubSub {
+    pub(super) fn new(
+        setup: PubSubSetup,
+        outbox: Outbox,
+        addr: Addr<Session>,
+        compressor: Option<Rc<RefCell<Compressor>>>,
+        shared: Shared,
+    ) -> PubSub {
+        let deflate = compressor.map(|c| {
+            if c.borrow().takes_shared(&shared) {
+                SinkDeflate::Shared(shared)
+            } else {
+                SinkDeflate::Own(c)
+            }
+        });
         PubSub {
             publish_to: match setup.format {
                 Format::Plain => setup.subscribe.first().map(|(c, _)| c.clone()),
@@ -122,7 +174,11 @@ impl PubSub {
             },
             channels: setup.channels,
             format: setup.format,
-            sink: Rc::new(SessionSink { outbox, addr }),
+            sink: Rc::new(SessionSink {
+                outbox,
+                addr,
+                deflate,
+            }),
             joined: Vec::new(),
             claims: setup.claims,
             initial: Some(setup.subscribe),
@@ -208,7 +264,7 @@ impl Session {
             .is_some_and(|p| p.format == Format::Json)
         {
             let reply = error_reply(id.unwrap_or(&Value::Null), &error);
-            self.send(text_frame(&reply), ctx);
+            self.send_text(&reply, ctx);
         } else {
             self.close_for(error, ctx);
         }
@@ -297,8 +353,8 @@ impl Session {
                     "recovered": recovering && history.recovered,
                 }),
             );
-            let frame = text_frame(&reply);
-            if ps.sink.outbox.push(frame.0, frame.1).is_err() {
+            let frame = text_message(self.compressor.as_deref(), &reply);
+            if !ps.sink.push_frame(frame) {
                 return self.slow_consumer("its send queue is full", ctx);
             }
         }
@@ -321,7 +377,7 @@ impl Session {
                 ErrorCode::NotSubscribed,
                 format!("not subscribed to {channel:?}"),
             );
-            return self.send(text_frame(&error_reply(&id, &e)), ctx);
+            return self.send_text(&error_reply(&id, &e), ctx);
         };
         let joined = ps.joined.remove(i);
         ps.channels.leave(&channel, key);
@@ -330,7 +386,7 @@ impl Session {
             spawn_logged(ps.channels.presence_remove(&channel, member));
         }
         let reply = ok_reply(&id, json!({"channel": channel.as_str()}));
-        self.send(text_frame(&reply), ctx);
+        self.send_text(&reply, ctx);
     }
 
     /// A text or binary message from the client. In plain mode it is
@@ -345,7 +401,7 @@ impl Session {
                 Ok(command) => self.command(command, ctx),
                 Err(bad) => {
                     let reply = error_reply(&bad.id, &bad.error);
-                    self.send(text_frame(&reply), ctx);
+                    self.send_text(&reply, ctx);
                 }
             },
             Format::Json => {
@@ -354,7 +410,7 @@ impl Session {
                     "JSON mode takes commands as text messages; publish binary data with \
                      \"data_b64\"",
                 );
-                self.send(text_frame(&error_reply(&Value::Null, &e)), ctx);
+                self.send_text(&error_reply(&Value::Null, &e), ctx);
             }
         }
     }
@@ -407,7 +463,7 @@ impl Session {
                         ),
                         Err(e) => error_reply(&id, &e),
                     };
-                    act.send(text_frame(&reply), ctx);
+                    act.send_text(&reply, ctx);
                 }));
             }
             Op::History {
@@ -450,7 +506,7 @@ impl Session {
                         ),
                         Err(e) => error_reply(&id, &e),
                     };
-                    act.send(text_frame(&reply), ctx);
+                    act.send_text(&reply, ctx);
                 }));
             }
             Op::Presence { channel } => {
@@ -466,7 +522,7 @@ impl Session {
                         ErrorCode::BadRequest,
                         format!("namespace {:?} does not track presence", ns.name),
                     );
-                    return self.send(text_frame(&error_reply(&id, &e)), ctx);
+                    return self.send_text(&error_reply(&id, &e), ctx);
                 }
                 let read = async move { channels.presence(&channel).await.map(|m| (channel, m)) };
                 ctx.spawn(read.into_actor(self).map(move |result, act, ctx| {
@@ -477,7 +533,7 @@ impl Session {
                         ),
                         Err(e) => error_reply(&id, &e),
                     };
-                    act.send(text_frame(&reply), ctx);
+                    act.send_text(&reply, ctx);
                 }));
             }
         }
