@@ -322,3 +322,40 @@ async fn wsc_bench_takes_sizes_and_durations_in_human_units() {
         r.stderr
     );
 }
+
+#[actix_web::test]
+async fn compress_runs_json_load_through_permessage_deflate_and_fails_where_declined() {
+    let mut config = test_config();
+    config.session.compression = wsd::config::Compression::On;
+    config.session.deflate.min_size = 0;
+    let wsd = TestWsd::start(config);
+    let flags = [
+        "-c",
+        "2",
+        "-d",
+        "500ms",
+        "--warmup",
+        "100ms",
+        "--size",
+        "16KiB",
+        "--payload",
+        "json",
+        "--compress",
+        "--expect-prefix",
+        PREFIX,
+    ];
+    let r = load(report(&wsd, &flags).await);
+    assert!(r.received > 0, "{r:?}");
+    assert_eq!((r.errors, r.lost, r.connect_failures), (0, 0, 0), "{r:?}");
+
+    // A server that declines the offer fails every connection, saying so.
+    let plain = TestWsd::start(test_config());
+    let r = load(report(&plain, &flags).await);
+    assert_eq!(r.connect_failures, 2, "{r:?}");
+    assert!(
+        r.error_samples
+            .iter()
+            .any(|s| s.contains("declined permessage-deflate")),
+        "{r:?}"
+    );
+}

@@ -18,8 +18,10 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::{TcpSocket, TcpStream};
 
+use crate::protocol::deflate::{ClientOffer, Compressor, SendSettings};
 use crate::protocol::{
-    CloseFrame, Decoder, Event, Role, Violation, close_payload, code, encode_frame, opcode,
+    CloseFrame, Decoder, Event, InflateParams, Role, Violation, close_payload, code, encode_frame,
+    opcode,
 };
 
 use super::BenchError;
@@ -184,21 +186,36 @@ pub(crate) struct Conn {
     out: Vec<u8>,
     written: usize,
     rng: Rng,
+    /// permessage-deflate, when offered and agreed: compresses our messages.
+    compressor: Option<Box<Compressor>>,
 }
+
+/// What `--compress` offers: what browsers offer.
+const OFFER: ClientOffer = ClientOffer {
+    server_no_context_takeover: false,
+    client_no_context_takeover: false,
+    server_max_window_bits: None,
+    client_max_window_bits: true,
+};
 
 impl Conn {
     /// Connects (from `source` when given), performs the HTTP upgrade and
-    /// checks `101` and `Sec-WebSocket-Accept`, all within `timeout`.
+    /// checks `101` and `Sec-WebSocket-Accept`, all within `timeout`. With
+    /// `compress`, offers permessage-deflate and fails if it is not agreed.
     pub(crate) async fn open(
         target: &Target,
         source: Option<IpAddr>,
         timeout: Duration,
         max_message: usize,
         seed: u64,
+        compress: bool,
     ) -> Result<Conn, ConnError> {
-        tokio::time::timeout(timeout, Conn::open_inner(target, source, max_message, seed))
-            .await
-            .map_err(|_| ConnError::Timeout(timeout))?
+        tokio::time::timeout(
+            timeout,
+            Conn::open_inner(target, source, max_message, seed, compress),
+        )
+        .await
+        .map_err(|_| ConnError::Timeout(timeout))?
     }
 
     async fn open_inner(
@@ -206,6 +223,7 @@ impl Conn {
         source: Option<IpAddr>,
         max_message: usize,
         seed: u64,
+        compress: bool,
     ) -> Result<Conn, ConnError> {
         let socket = if target.addr.is_ipv4() {
             TcpSocket::new_v4()?
@@ -222,9 +240,14 @@ impl Conn {
         key_bytes[..8].copy_from_slice(&rng.next().to_ne_bytes());
         key_bytes[8..].copy_from_slice(&rng.next().to_ne_bytes());
         let key = base64::engine::general_purpose::STANDARD.encode(key_bytes);
+        let offer = if compress {
+            format!("Sec-WebSocket-Extensions: {}\r\n", OFFER.header_value())
+        } else {
+            String::new()
+        };
         let request = format!(
             "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n",
+             Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{offer}\r\n",
             target.resource, target.host_header
         );
         stream.write_all(request.as_bytes()).await?;
@@ -245,10 +268,34 @@ impl Conn {
         };
         let rest = head.split_off(end);
         check_response(&head, key.as_bytes())?;
+        let mut decoder = Decoder::new(Role::Client, max_message);
+        let mut compressor = None;
+        if compress {
+            let params = OFFER
+                .validate_response(header_values(&head, "sec-websocket-extensions"))
+                .map_err(|e| ConnError::Handshake(format!("permessage-deflate: {e}")))?
+                .ok_or_else(|| {
+                    ConnError::Handshake("the server declined permessage-deflate".into())
+                })?;
+            decoder = decoder.with_inflate(InflateParams {
+                window_bits: params.server_max_window_bits,
+                no_context_takeover: params.server_no_context_takeover,
+            });
+            // Level 1 and everything compressed: the cheapest client whose
+            // every message exercises the server's inflater.
+            let settings = SendSettings {
+                level: 1,
+                min_size: 0,
+            };
+            compressor = Compressor::new(settings, &params, false)
+                .map_err(|e| ConnError::Handshake(format!("permessage-deflate: {e}")))?
+                .map(Box::new);
+        }
         let read_chunk = (max_message / 2).clamp(4096, 64 * 1024);
         Ok(Conn {
             stream,
-            decoder: Decoder::new(Role::Client, max_message),
+            decoder,
+            compressor,
             input: rest.freeze(),
             read_buf: BytesMut::new(),
             read_chunk,
@@ -258,9 +305,17 @@ impl Conn {
         })
     }
 
-    /// Queues one masked frame; [`Conn::io`] (or [`Conn::flush`]) writes it.
+    /// Queues one masked frame (a data frame compressed, when agreed);
+    /// [`Conn::io`] (or [`Conn::flush`]) writes it.
     pub(crate) fn queue(&mut self, op: u8, payload: &[u8]) {
         let mask = (self.rng.next() as u32).to_ne_bytes();
+        if op < opcode::CLOSE
+            && let Some(c) = &mut self.compressor
+            && let Some(frame) = c.frame(op, &[payload], Some(mask))
+        {
+            self.out.extend_from_slice(&frame);
+            return;
+        }
         encode_frame(&mut self.out, op, payload, Some(mask));
     }
 
@@ -364,23 +419,28 @@ impl Conn {
     }
 }
 
+/// The values of every `name` header (lowercase) in a response head.
+fn header_values<'a>(head: &'a [u8], name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    std::str::from_utf8(head)
+        .unwrap_or_default()
+        .split("\r\n")
+        .filter_map(move |line| {
+            let (n, value) = line.split_once(':')?;
+            n.trim().eq_ignore_ascii_case(name).then(|| value.trim())
+        })
+}
+
 /// Checks the status line and `Sec-WebSocket-Accept` of an upgrade response.
 fn check_response(head: &[u8], key: &[u8]) -> Result<(), ConnError> {
     let text = String::from_utf8_lossy(head);
-    let mut lines = text.split("\r\n");
-    let status = lines.next().unwrap_or_default();
+    let status = text.split("\r\n").next().unwrap_or_default();
     let mut parts = status.split_whitespace();
     let _version = parts.next();
     if parts.next() != Some("101") {
         return Err(ConnError::Handshake(format!("server answered {status:?}")));
     }
     let expected = actix_http::ws::hash_key(key);
-    let accept = lines.find_map(|line| {
-        let (name, value) = line.split_once(':')?;
-        name.trim()
-            .eq_ignore_ascii_case("sec-websocket-accept")
-            .then(|| value.trim())
-    });
+    let accept = header_values(head, "sec-websocket-accept").next();
     match accept {
         Some(value) if value.as_bytes() == expected => Ok(()),
         Some(value) => Err(ConnError::Handshake(format!(

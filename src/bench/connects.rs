@@ -36,7 +36,7 @@ pub(crate) async fn run(
                 let seed = (worker as u64) << 32 | seq;
                 let cycle = async {
                     let mut conn =
-                        Conn::open(target, None, plan.timeout, MAX_MESSAGE, seed).await?;
+                        Conn::open(target, None, plan.timeout, MAX_MESSAGE, seed, false).await?;
                     Tally::add(&tally.open, 1);
                     let closed = conn.close(plan.timeout).await;
                     Tally::sub(&tally.open, 1);

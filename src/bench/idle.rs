@@ -53,7 +53,7 @@ pub(crate) async fn run(plan: &Plan, target: &Target, stop: watch::Receiver<bool
             let opened = tokio::select! {
                 result = async {
                     let _permit = permits.acquire().await;
-                    Conn::open(target, source, plan.timeout, MAX_MESSAGE, i as u64).await
+                    Conn::open(target, source, plan.timeout, MAX_MESSAGE, i as u64, plan.compress).await
                 } => Some(result),
                 _ = stopped(&mut release) => None,
             };

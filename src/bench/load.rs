@@ -19,7 +19,7 @@ use crate::protocol::{Event, opcode};
 
 use super::conn::{Conn, ConnError, Target};
 use super::report::{Latency, LoadReport, Tally, histogram, progress};
-use super::{CONNECT_CONCURRENCY, Plan, source_addresses, stopped};
+use super::{CONNECT_CONCURRENCY, Payload, Plan, source_addresses, stopped};
 
 /// How long a connection waits for the server's answer to its close at the
 /// end; the closing handshake is not part of the measurement.
@@ -122,7 +122,15 @@ pub(super) async fn open_all(
         .map(|i| {
             let source = (!sources.is_empty()).then(|| sources[i % sources.len()]);
             async move {
-                let result = Conn::open(target, source, plan.timeout, max_message, i as u64).await;
+                let result = Conn::open(
+                    target,
+                    source,
+                    plan.timeout,
+                    max_message,
+                    i as u64,
+                    plan.compress,
+                )
+                .await;
                 match result {
                     Ok(conn) => {
                         Tally::add(&tally.open, 1);
@@ -150,6 +158,38 @@ pub(super) fn template(size: usize) -> Vec<u8> {
     (0..size).map(|i| b'a' + (i % 26) as u8).collect()
 }
 
+/// The message template of `plan`'s `--payload`, `plan.size` bytes.
+pub(super) fn plan_template(plan: &Plan) -> Vec<u8> {
+    match plan.payload {
+        Payload::Letters => template(plan.size),
+        Payload::Json => json_template(plan.size),
+    }
+}
+
+/// `size` bytes of JSON-shaped text: ticks whose numbers change from one to
+/// the next, so that it compresses the way a real feed does (a few times),
+/// not the way repeated letters do (a thousand times).
+fn json_template(size: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(size + 96);
+    let mut x: u32 = 0x9e37_79b9;
+    let mut seq = 0u32;
+    while out.len() < size {
+        x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+        let price = 40_000 + (x >> 16) % 2_000;
+        let qty = (x >> 8) % 997;
+        out.extend_from_slice(
+            format!(
+                "{{\"s\":\"BTC-USD\",\"p\":{price}.{:02},\"q\":{qty},\"n\":{seq}}},",
+                x % 100
+            )
+            .as_bytes(),
+        );
+        seq += 1;
+    }
+    out.truncate(size);
+    out
+}
+
 /// Writes `seq` into the first (up to 16) bytes as hex digits, least
 /// significant first, so even a 1-byte message tells consecutive ones apart.
 fn stamp(message: &mut [u8], seq: u64) {
@@ -169,7 +209,7 @@ async fn drive(mut conn: Conn, index: usize, flow: &Flow<'_>, mut stop: watch::R
         opcode::TEXT
     };
     let prefix: &[u8] = if plan.binary { &[] } else { &plan.prefix };
-    let mut message = template(plan.size);
+    let mut message = plan_template(plan);
     let mut expected = message.clone();
     // Send time and whether the message counts, oldest first: replies come
     // back in order.

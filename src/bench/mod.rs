@@ -98,6 +98,15 @@ pub struct Args {
     /// Send binary messages instead of text.
     #[arg(long)]
     pub binary: bool,
+    /// What messages hold: `letters` (a-z repeated: compresses extremely
+    /// well) or `json` (JSON ticks with changing numbers, as feeds send).
+    #[arg(long, value_name = "KIND", default_value = "letters")]
+    pub payload: Payload,
+    /// Offer permessage-deflate (RFC 7692) on every connection: compress
+    /// what is sent, inflate what is received. The run fails if the server
+    /// declines.
+    #[arg(long)]
+    pub compress: bool,
     /// Messages each connection keeps in flight (sent, reply not yet received).
     #[arg(long, value_name = "K", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=65_536))]
     pub inflight: u32,
@@ -153,6 +162,13 @@ pub struct Args {
     pub timeout: Duration,
 }
 
+/// What the messages of a run hold (`--payload`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Payload {
+    Letters,
+    Json,
+}
+
 /// Errors that stop a run before it measures anything.
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
@@ -190,6 +206,8 @@ pub(crate) struct Plan {
     warmup: Duration,
     size: usize,
     binary: bool,
+    payload: Payload,
+    compress: bool,
     inflight: usize,
     rate: Option<f64>,
     prefix: Vec<u8>,
@@ -237,6 +255,8 @@ impl Args {
             warmup: self.warmup,
             size: self.size,
             binary: self.binary,
+            payload: self.payload,
+            compress: self.compress,
             inflight: self.inflight as usize,
             rate: self.rate,
             prefix: self.expect_prefix.clone().unwrap_or_default().into_bytes(),

@@ -149,9 +149,16 @@ pub(crate) async fn run(
             Some(http) => http::HttpPublisher::open(http.clone(), plan.timeout)
                 .await
                 .map(Publisher::Http),
-            None => Conn::open(target, None, plan.timeout, max_message, u64::MAX)
-                .await
-                .map(Publisher::Ws),
+            None => Conn::open(
+                target,
+                None,
+                plan.timeout,
+                max_message,
+                u64::MAX,
+                plan.compress,
+            )
+            .await
+            .map(Publisher::Ws),
         };
         let publisher = match publisher {
             Ok(p) => p,
@@ -165,7 +172,7 @@ pub(crate) async fn run(
             plan,
             tally: &tally,
             origin: Instant::now(),
-            template: load::template(plan.size),
+            template: load::plan_template(plan),
             latency: RefCell::new(histogram()),
             subscribers: conns.len(),
             ready: Cell::new(0),
