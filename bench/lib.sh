@@ -79,12 +79,14 @@ rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 # idle_rss PID URL N: how much the RSS of server PID grows per connection,
 # in KiB, while `wsc bench --idle` holds N connections to URL (its JSON in
 # $TMP/idle.json). Fails when the idle run had failures. Uses WSC,
-# LOAD_PIN, HOLD, RUN_TIMEOUT and, when set, SOURCES.
+# LOAD_PIN, HOLD, RUN_TIMEOUT and, when set, SOURCES and IDLE_FLAGS (more
+# flags for the idle run, e.g. --compress).
 idle_rss() {
     local pid=$1 url=$2 n=$3 rss0 rss1 idle_pid failed=0
     rss0=$(rss_kib "$pid")
+    # shellcheck disable=SC2086 # IDLE_FLAGS: extra flags, word-split on purpose.
     timeout "$RUN_TIMEOUT" "${LOAD_PIN[@]}" "$WSC" bench --idle "$url" -c "$n" --hold "$HOLD" \
-        ${SOURCES:+--sources "$SOURCES"} --json >"$TMP/idle.json" 2>"$TMP/idle.err" &
+        ${SOURCES:+--sources "$SOURCES"} ${IDLE_FLAGS:-} --json >"$TMP/idle.json" 2>"$TMP/idle.err" &
     idle_pid=$!
     # Wait (bounded) until the server holds the connections, then let it settle.
     for _ in $(seq 300); do
