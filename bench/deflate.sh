@@ -21,8 +21,9 @@
 #     a second, so its inflater and the server's context live).
 # Figures: the server's CPU time (utime + stime of its process) per message
 # (echo: per message received; broadcast: per delivery queued, from its own
-# counters) and the bytes it wrote per message, from /proc/PID/io (on
-# loopback that is what goes on the wire, frame headers included).
+# counters) and the bytes on the wire per message: what crossed the loopback
+# interface in both directions (/proc/net/dev), frame and TCP/IP headers
+# included, so keep the machine's other loopback traffic quiet.
 #
 # Environment: REPS (3), DURATION (5s), WARMUP (1s), ECHO_CONNS (50),
 # INFLIGHT (4), BIG_SUBS (10000), BIG_RATE (10), MEM_CONNS (2000), PORT
@@ -75,7 +76,9 @@ start() { # config
 
 # CPU ticks (utime + stime) and bytes written of the server.
 ticks() { awk '{ print $14 + $15 }' "/proc/$SERVER_PID/stat"; }
-wchar() { awk '/^wchar:/ { print $2 }' "/proc/$SERVER_PID/io"; }
+# Bytes through the loopback interface (both directions, TCP/IP headers
+# included): socket writes do not show in /proc/PID/io.
+wchar() { awk '$1 == "lo:" { print $10 }' /proc/net/dev; }
 metric() { # NAME: a counter from /metrics (0 when absent)
     local v
     v=$(exec 3<>"/dev/tcp/127.0.0.1/$PORT" && printf 'GET /metrics HTTP/1.0\r\n\r\n' >&3 &&

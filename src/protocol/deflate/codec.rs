@@ -68,14 +68,21 @@ impl Deflater {
         window_bits: u8,
         no_context_takeover: bool,
     ) -> Result<Self, ConfigError> {
-        if !(1..=9).contains(&level) {
-            return Err(ConfigError::Level(level));
-        }
-        let bits = check_window(window_bits)?;
+        let bits = Deflater::check(level, window_bits)?;
         Ok(Deflater {
             inner: Compress::new_with_window_bits(Compression::new(level), false, bits),
             no_context_takeover,
         })
+    }
+
+    /// Checks what [`new`](Deflater::new) would be given, without building
+    /// anything (a compressor is a few hundred KiB); returns the window
+    /// zlib will use.
+    pub fn check(level: u32, window_bits: u8) -> Result<u8, ConfigError> {
+        if !(1..=9).contains(&level) {
+            return Err(ConfigError::Level(level));
+        }
+        check_window(window_bits)
     }
 
     /// Appends the compressed payload of `message` to `out`: a sync flush

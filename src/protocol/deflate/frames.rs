@@ -90,7 +90,7 @@ impl Compressor {
             return Ok(None);
         }
         // Checks the level and window now rather than on the first message.
-        Deflater::new(settings.level, window_bits, true)?;
+        Deflater::check(settings.level, window_bits)?;
         Ok(Some(Compressor {
             settings,
             window_bits,
