@@ -14,18 +14,21 @@
 #   broadcast: BIG_SUBS subscribers (--compress for "on"), 64 B JSON
 #     published by HTTP at BIG_RATE/s; "on" is the default min_size (64 B
 #     messages then go uncompressed), "on, min_size 0" compresses every
-#     publication once for all subscribers, "on, context takeover" makes
-#     every subscriber compress for itself.
+#     publication once for all subscribers, "ctx" (context takeover, with
+#     CONTEXT_SUBS subscribers) makes every subscriber compress for itself.
 #   memory: server RSS per connection with compression on, idle (agreed,
 #     nothing sent yet) and active (each connection sending 1 KiB JSON once
 #     a second, so its inflater and the server's context live).
 # Figures: the server's CPU time (utime + stime of its process) per message
 # (echo: per message received; broadcast: per delivery queued, from its own
-# counters) and the bytes on the wire per message: what crossed the loopback
+# counters; sampled over the middle of the run, see broadcast_run) and the
+# bytes on the wire per message: what crossed the loopback
 # interface in both directions (/proc/net/dev), frame and TCP/IP headers
 # included, so keep the machine's other loopback traffic quiet.
 #
-# Environment: REPS (3), DURATION (5s), WARMUP (1s), ECHO_CONNS (50),
+# Environment: ONLY ("echo broadcast memory": the scenarios to run), REPS
+# (3), DURATION (5s, whole seconds), WARMUP (1s), ECHO_CONNS (50),
+# CONTEXT_SUBS (1000, the context-takeover broadcast's subscribers),
 # INFLIGHT (4), BIG_SUBS (10000), BIG_RATE (10), MEM_CONNS (2000), PORT
 # (19031), SOURCES (8), RUN_TIMEOUT (180), WSD and WSC (default
 # target/release/).
@@ -44,6 +47,11 @@ PORT=${PORT:-19031}
 SOURCES=${SOURCES:-8}
 RUN_TIMEOUT=${RUN_TIMEOUT:-180}
 HOLD=${HOLD:-3s}
+ONLY=${ONLY:-"echo broadcast memory"}
+# Subscribers of the context-takeover broadcast: each holds its own
+# compressor (about 300 KiB), so 10,000 of them would need 3 GiB and more
+# CPU than the one core has; empty skips it.
+CONTEXT_SUBS=${CONTEXT_SUBS:-1000}
 CHANNEL=bench
 
 die() { echo "bench/deflate.sh: $*" >&2; exit 1; }
@@ -112,12 +120,34 @@ echo_run() { # name size compress
         --expect-prefix "Server received: " "${flags[@]}"
 }
 
-broadcast_run() { # name compress
-    local flags=()
+# broadcast_run NAME COMPRESS: a fan-out run, sampled in its middle: the
+# server's CPU, its deliveries and the loopback bytes over DURATION/2 once
+# deliveries flow, so connecting 10,000 subscribers is not counted.
+broadcast_run() {
+    local name=$1 flags=() pid d0 d t0 w0 t1 w1 d1 half
     [ "$2" = on ] && flags=(--compress)
-    measure "$1" wsd_deliveries_total "$WSC" bench --fanout "ws://127.0.0.1:$PORT/channels/$CHANNEL" \
+    timeout "$RUN_TIMEOUT" "${LOAD_PIN[@]}" "$WSC" bench --fanout "ws://127.0.0.1:$PORT/channels/$CHANNEL" \
         --publish-url "http://127.0.0.1:$PORT/channels/$CHANNEL" -c "$BIG_SUBS" --rate "$BIG_RATE" \
-        -d "$DURATION" --warmup "$WARMUP" --size 64 --payload json --sources "$SOURCES" "${flags[@]}"
+        -d "$DURATION" --warmup "$WARMUP" --size 64 --payload json --sources "$SOURCES" "${flags[@]}" \
+        --json >"$TMP/$name.json" 2>"$TMP/$name.err" &
+    pid=$!
+    # Wait (bounded) until deliveries flow, then past the warm-up.
+    d0=$(metric wsd_deliveries_total)
+    for _ in $(seq 600); do
+        d=$(metric wsd_deliveries_total)
+        awk -v a="$d0" -v b="$d" -v n="$BIG_SUBS" 'BEGIN { exit !(b - a > 2 * n) }' && break
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    sleep "${WARMUP%s}"
+    half=$(awk -v d="${DURATION%s}" 'BEGIN { print d / 2 }')
+    t0=$(ticks); w0=$(wchar); d0=$(metric wsd_deliveries_total)
+    sleep "$half"
+    t1=$(ticks); w1=$(wchar); d1=$(metric wsd_deliveries_total)
+    wait "$pid" || note "$name: wsc bench reported errors: $(grep -A2 error_samples "$TMP/$name.json" | tr -d '\n' | head -c 300)"
+    awk -v n="$name" -v dt=$((t1 - t0)) -v dw=$((w1 - w0)) -v d0="$d0" -v d1="$d1" -v hz="$HZ" -v h="$half" \
+        'BEGIN { dc = d1 - d0; if (dc <= 0) { print "cpu_us", n, "n/a"; print "bytes", n, "n/a"; exit }
+                 printf "cpu_us %s %.3f\nbytes %s %.1f\ndps %s %.0f\n", n, dt / hz * 1e6 / dc, n, dw / dc, n, dc / h }'
 }
 
 # RSS per connection while MEM_CONNS connections send 1 KiB JSON at 1/s each.
@@ -134,17 +164,28 @@ active_rss() {
     awk -v a="$rss0" -v b="$rss1" -v n="$MEM_CONNS" 'BEGIN { printf "%.2f", (b - a) / n }'
 }
 
+wants() { [[ " $ONLY " == *" $1 "* ]]; }
 for rep in $(seq "$REPS"); do
     out="$TMP/result.all.$rep"
     : >"$out"
-    for size in 64 16KiB; do
-        start off; echo_run "echo-$size-off" "$size" off >>"$out"; stop_server
-        start on; echo_run "echo-$size-on" "$size" on >>"$out"; stop_server
-    done
-    start off; broadcast_run broadcast-off off >>"$out"; stop_server
-    start on; broadcast_run broadcast-on on >>"$out"; stop_server
-    start on0; broadcast_run broadcast-on0 on >>"$out"; stop_server
-    start ctx; broadcast_run broadcast-ctx on >>"$out"; stop_server
+    if wants echo; then
+        for size in 64 16KiB; do
+            start off; echo_run "echo-$size-off" "$size" off >>"$out"; stop_server
+            start on; echo_run "echo-$size-on" "$size" on >>"$out"; stop_server
+        done
+    fi
+    if wants broadcast; then
+        start off; broadcast_run broadcast-off off >>"$out"; stop_server
+        start on; broadcast_run broadcast-on on >>"$out"; stop_server
+        start on0; broadcast_run broadcast-on0 on >>"$out"; stop_server
+        if [ -n "$CONTEXT_SUBS" ]; then
+            start ctx; BIG_SUBS=$CONTEXT_SUBS broadcast_run broadcast-ctx on >>"$out"; stop_server
+        fi
+    fi
+    if ! wants memory; then
+        note "repetition $rep done"
+        continue
+    fi
     start on
     echo "rss idle-on $(IDLE_FLAGS=--compress idle_rss "$SERVER_PID" "ws://127.0.0.1:$PORT/" "$MEM_CONNS" || echo n/a)" >>"$out"
     stop_server

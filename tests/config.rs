@@ -139,6 +139,24 @@ const BAD: &[(&str, &str, &str, &str)] = &[
         "must differ from server.path",
     ),
     (
+        "compression level out of range",
+        "[session.deflate]\nlevel = 0\n",
+        "session.deflate.level",
+        "expected 1 to 9",
+    ),
+    (
+        "a 256-byte window",
+        "[session.deflate]\nserver_max_window_bits = 8\n",
+        "session.deflate.server_max_window_bits",
+        "expected 9 to 15",
+    ),
+    (
+        "compression neither on nor off",
+        "[session]\ncompression = \"yes\"\n",
+        "session.compression",
+        "unknown variant `yes`",
+    ),
+    (
         "short API key",
         "[channels]\napi_keys = [\"0123456789abcdef\", \"short\"]\n",
         "channels.api_keys[1]",

@@ -358,6 +358,31 @@ mod tests {
     }
 
     #[test]
+    fn a_publication_is_compressed_once_and_short_ones_not_at_all() {
+        use crate::protocol::deflate::{SendSettings, Shared};
+        let shared = Shared {
+            settings: SendSettings {
+                level: 1,
+                min_size: 32,
+            },
+            window_bits: 15,
+        };
+        let long = publication(Kind::Text, b"tick tick tick tick tick tick tick tick tick");
+        let (a, _) = long.deflated_frame(Format::Plain, &shared);
+        let (b, _) = long.deflated_frame(Format::Plain, &shared);
+        assert_eq!(a.as_ptr(), b.as_ptr(), "the same bytes, not a second compression");
+        assert_eq!(a[0] & 0x40, 0x40, "RSV1");
+        let (json, _) = long.deflated_frame(Format::Json, &shared);
+        assert_eq!(json[0] & 0x40, 0x40);
+        let short = publication(Kind::Text, b"tick");
+        assert_eq!(
+            short.deflated_frame(Format::Plain, &shared),
+            short.frame(Format::Plain),
+            "under min_size: the plain frame"
+        );
+    }
+
+    #[test]
     fn json_deliveries_embed_text_json_and_binary() {
         let text: serde_json::Value =
             serde_json::from_slice(&publication(Kind::Text, b"a\"b").to_json()).unwrap();
