@@ -162,4 +162,59 @@ mod tests {
         assert!(needs_key(RequireKey::Auto, &[]));
         assert!(bind_needs_key(RequireKey::Auto, "not an address"));
     }
+
+    fn console(bind: &str, keys: &[&str]) -> Console {
+        let mut config = Config::default();
+        config.server.bind = bind.into();
+        config.channels.api_keys = keys.iter().map(|k| k.to_string()).collect();
+        Console::new(&config)
+    }
+
+    fn code(console: &Console, req: actix_web::test::TestRequest) -> Option<ErrorCode> {
+        console.check(&req.to_http_request()).err().map(|e| e.code)
+    }
+
+    #[test]
+    fn the_key_comes_as_a_bearer_header_or_a_query_and_must_be_a_configured_one() {
+        use actix_web::test::TestRequest;
+        let key = "a-console-key-0123456789";
+        let keyed = console("0.0.0.0:12345", &[key]);
+        assert!(keyed.key_required());
+        assert_eq!(
+            code(&keyed, TestRequest::get()),
+            Some(ErrorCode::Unauthorized)
+        );
+        assert_eq!(
+            code(&keyed, TestRequest::get().uri("/?key=")),
+            Some(ErrorCode::Unauthorized)
+        );
+        assert_eq!(
+            code(&keyed, TestRequest::get().uri("/?key=wrong-key-0123456789")),
+            Some(ErrorCode::Unauthorized)
+        );
+        assert_eq!(
+            code(&keyed, TestRequest::get().uri(&format!("/?key={key}"))),
+            None
+        );
+        let bearer = TestRequest::get().insert_header(("Authorization", format!("Bearer {key}")));
+        assert_eq!(code(&keyed, bearer), None);
+        // Loopback: no key asked.
+        let open = console("localhost:12345", &[key]);
+        assert!(!open.key_required());
+        assert_eq!(code(&open, TestRequest::get()), None);
+    }
+
+    #[test]
+    fn a_network_bind_without_api_keys_locks_the_console() {
+        use actix_web::test::TestRequest;
+        let locked = console("[::]:12345", &[]);
+        assert!(locked.key_required());
+        assert_eq!(
+            code(
+                &locked,
+                TestRequest::get().uri("/?key=anything-at-all-0123")
+            ),
+            Some(ErrorCode::Forbidden)
+        );
+    }
 }
