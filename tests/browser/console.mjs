@@ -125,6 +125,24 @@ async function extraClients(path, n) {
   return other;
 }
 
+/**
+ * For docs/screenshots.sh (DWELL_SECS, default 0): light traffic for a
+ * while, so the dashboard's charts have something to show. Bounded by time.
+ */
+async function dwell() {
+  const secs = Number(process.env.DWELL_SECS || 0);
+  if (!secs) return;
+  const other = await extraClients("/", 1);
+  const until = Date.now() + secs * 1000;
+  for (let i = 0; Date.now() < until; i++) {
+    await publish("lobby", `tick ${i}`);
+    await other.evaluate((n) => { for (let j = 0; j < n; j++) window.clients[0].send(`m${j}`); }, 20 + (i % 40));
+    if (i % 8 === 0) await (await extraClients("/", 2)).close();
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  await other.close();
+}
+
 async function openSuite() {
   // A browser opening the server's address is sent to the console.
   const res = await page.goto(`${base}/`);
@@ -153,11 +171,7 @@ async function openSuite() {
   await page.fill("#message", "00 ff 10 41");
   await page.press("#message", "Enter");
   await waitLine("log", "←", "binary", "00 ff 10 41", "4 B");
-  await page.fill("#message", "zz");
-  await page.press("#message", "Enter");
-  await waitText("#conn-state", "not hex");
   await page.selectOption("#send-kind", "text");
-  ok("binary sent as hex and shown as hex; bad hex is refused with a message");
 
   // A message that would be markup stays text.
   const evil = "<img src=x onerror=alert(1)>";
@@ -178,6 +192,13 @@ async function openSuite() {
   ok("a line's copy button copies its message");
 
   await page.screenshot({ path: join(outDir, "console.png") });
+
+  await page.selectOption("#send-kind", "hex");
+  await page.fill("#message", "zz");
+  await page.press("#message", "Enter");
+  await waitText("#conn-state", "not hex");
+  await page.selectOption("#send-kind", "text");
+  ok("binary sent as hex and shown as hex; bad hex is refused with a message");
 
   // Disconnect: the close code in words.
   await page.click("#disconnect");
@@ -261,6 +282,7 @@ async function openSuite() {
   await page.waitForFunction(() => [...document.querySelectorAll("#active tbody tr")]
     .some((tr) => tr.cells[0].textContent === "lobby" && tr.cells[1].textContent === "1"));
   ok("the active channels are listed with their subscriber counts");
+  await page.screenshot({ path: join(outDir, "channels.png") });
 
   // The dashboard follows the server: three more clients, then none.
   await page.click("#tab-dashboard");
@@ -275,6 +297,7 @@ async function openSuite() {
   await waitText("#stat-engine .value", "up");
   check(await figure("deliveries") >= 0 && await figure("connects") >= 0, "rates missing");
   ok(`the dashboard's session count rises by three while three clients are connected (${before} -> ${before + 3}) and falls back`);
+  await dwell();
   await page.screenshot({ path: join(outDir, "dashboard.png") });
 
   // The log stays bounded: 10,050 echoes make 20,100 lines, 10,000 are kept.

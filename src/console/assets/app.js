@@ -5,6 +5,7 @@
 
 const LOG_LIMIT = 10000; // lines kept per log; the oldest are dropped
 const CHART_POINTS = 300; // 5 minutes of one-second snapshots
+const CHART_MIN_POINTS = 60; // a young chart spans a minute, then grows to 5
 const $ = (id) => document.getElementById(id);
 
 /** A DOM element with a class and text (text only, never HTML). */
@@ -618,7 +619,8 @@ function drawChart(canvas, values) {
   const accent = css.getPropertyValue("--accent").trim();
   const muted = css.getPropertyValue("--muted").trim();
   const max = Math.max(1, ...values);
-  const step = w / (CHART_POINTS - 1);
+  const span = Math.min(CHART_POINTS, Math.max(CHART_MIN_POINTS, values.length));
+  const step = w / (span - 1);
   const x = (i) => w - (values.length - 1 - i) * step;
   const y = (v) => h - 1 - (v / max) * (h - 12);
   ctx.beginPath();
@@ -637,7 +639,7 @@ function drawChart(canvas, values) {
   }
   ctx.fillStyle = muted;
   ctx.font = "10px system-ui, sans-serif";
-  ctx.fillText(`max ${number(max)} · 5 min`, 2, 9);
+  ctx.fillText(`max ${number(max)} · last ${span < CHART_POINTS ? `${span} s` : "5 min"}`, 2, 9);
 }
 
 const dashboard = {

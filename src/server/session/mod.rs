@@ -1,4 +1,6 @@
 //! One actor per WebSocket connection, and [`CloseCause`], why one ended.
+//! Its [`Mode`] says what it does with messages: echo them, channel mode
+//! (`pubsub`), or a feed that only sends (`feed`: the console's stats).
 //!
 //! The actor runs in a plain actix `Context` of its own. Incoming bytes reach
 //! it through [`Frames`], which runs our strict [`Decoder`]; outgoing frames
