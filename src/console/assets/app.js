@@ -85,6 +85,17 @@ async function copyText(text) {
   area.remove();
 }
 
+/** A log line, cloned for each one: time, direction, size, body, copy. */
+const ROW = (() => {
+  const li = el("li");
+  li.append(el("span", "time meta"), el("span", "dir"), el("span", "size meta"), el("span", "body"));
+  const copy = el("button", "copy", "copy");
+  copy.type = "button";
+  copy.title = "copy this message";
+  li.append(copy);
+  return li;
+})();
+
 /**
  * A bounded log: at most LOG_LIMIT lines, the oldest dropped. Lines are
  * added in batches (one DOM update per batch), so a flood of messages costs
@@ -98,6 +109,12 @@ class Log {
     this.pending = [];
     this.timer = null;
     this.total = 0;
+    // Whether to keep showing the newest line: true until the user scrolls
+    // up. Tracked on scroll, so that adding lines reads no layout.
+    this.follow = true;
+    list.addEventListener("scroll", () => {
+      this.follow = list.scrollTop + list.clientHeight >= list.scrollHeight - 4;
+    }, { passive: true });
     list.addEventListener("click", (e) => {
       const button = e.target.closest("button.copy");
       if (!button) return;
@@ -118,37 +135,42 @@ class Log {
 
   flush() {
     this.timer = null;
-    const atBottom = this.list.scrollTop + this.list.clientHeight >= this.list.scrollHeight - 4;
     const frag = document.createDocumentFragment();
     for (const line of this.pending) {
-      const li = el("li", line.dir);
-      li.append(
-        el("span", "time meta", clock(line.time)),
-        el("span", "dir", { in: "←", out: "→", event: "•" }[line.dir]),
-        el("span", "size meta", line.size === null ? "" : bytes(line.size)),
-      );
-      const body = el("span", "body");
+      // A clone of a ready row is cheaper than building one.
+      const li = ROW.cloneNode(true);
+      li.className = line.dir;
+      const [time, dir, size, body] = li.children;
+      time.textContent = clock(line.time);
+      dir.textContent = { in: "←", out: "→", event: "•" }[line.dir];
+      size.textContent = line.size === null ? "" : bytes(line.size);
       if (line.meta) body.append(el("span", "meta", `${line.meta}  `));
-      body.append(document.createTextNode(line.body));
-      li.append(body);
-      const copy = el("button", "copy", "copy");
-      copy.type = "button";
-      copy.title = "copy this message";
-      li.append(copy);
+      body.append(line.body);
       frag.append(li);
     }
+    const whole = this.pending.length >= this.limit;
     this.total += this.pending.length;
     this.pending = [];
-    this.list.append(frag);
-    let extra = this.list.childElementCount - this.limit;
-    while (extra-- > 0) this.list.firstElementChild.remove();
+    if (whole) {
+      this.list.replaceChildren(frag);
+    } else {
+      this.list.append(frag);
+      const extra = this.list.childElementCount - this.limit;
+      if (extra > 0) {
+        // One removal for all the oldest lines.
+        const range = document.createRange();
+        range.setStartBefore(this.list.firstElementChild);
+        range.setEndAfter(this.list.children[extra - 1]);
+        range.deleteContents();
+      }
+    }
     const shown = this.list.childElementCount;
     if (this.counter) {
       this.counter.textContent = shown < this.total
         ? `${shown} lines (the oldest ${this.total - shown} dropped)`
         : `${shown} lines`;
     }
-    if (atBottom) this.list.scrollTop = this.list.scrollHeight;
+    if (this.follow) this.list.scrollTop = this.list.scrollHeight;
   }
 
   clear() {
