@@ -77,6 +77,31 @@ async fn a_browser_opening_the_endpoint_is_sent_to_the_console_and_other_clients
 }
 
 #[actix_web::test]
+async fn with_the_endpoint_elsewhere_a_browser_opening_the_root_is_still_sent_to_the_console() {
+    let mut config = test_config();
+    config.server.path = "/ws".into();
+    let wsd = TestWsd::start(config);
+    let client = awc::Client::builder().disable_redirects().finish();
+    let res = client
+        .get(format!("http://{}/", wsd.addr()))
+        .insert_header(("Accept", CHROME_ACCEPT))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 303);
+    assert_eq!(res.headers().get("location").unwrap(), "/console");
+    let mut res = wsd.get("/").send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 404);
+    assert_eq!(
+        res.body().await.unwrap(),
+        "the WebSocket endpoint is at /ws\n"
+    );
+    let mut res = wsd.get("/console/info").send().await.unwrap();
+    let info: Value = res.json().await.unwrap();
+    assert_eq!(info["echo_path"], "/ws");
+}
+
+#[actix_web::test]
 async fn the_console_and_its_files_carry_a_strict_content_security_policy() {
     let wsd = TestWsd::start(test_config());
     for (path, content_type) in [

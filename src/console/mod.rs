@@ -62,8 +62,13 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
 
 const INDEX: &[u8] = include_bytes!("assets/index.html");
 
-/// Mounts the console's routes (when `console.enabled`).
-pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
+/// Mounts the console's routes (when `console.enabled`). With the
+/// WebSocket endpoint elsewhere than `/` (`server_path`), `/` still sends
+/// browsers here.
+pub(crate) fn routes(cfg: &mut web::ServiceConfig, server_path: &str) {
+    if server_path != "/" {
+        cfg.route("/", web::get().to(front));
+    }
     cfg.route(PATH, web::get().to(index))
         .route(&format!("{PATH}/info"), web::get().to(info))
         .route(&format!("{PATH}/stats"), web::get().to(stats::stream))
@@ -128,9 +133,6 @@ async fn info(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
             json!({
                 "name": ns.name,
                 "presence": ns.presence,
-                "history_size": ns.history_size,
-                "subscribe": ns.subscribe.as_str(),
-                "publish": ns.publish.as_str(),
             })
         })
         .collect();
@@ -143,7 +145,6 @@ async fn info(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
         "namespaces": namespaces,
         "stats_interval_ms": stats::INTERVAL.as_millis() as u64,
         "heartbeat_ms": config.session.heartbeat_interval.as_millis() as u64,
-        "max_message_size": config.session.max_message_size,
     })))
 }
 
@@ -173,6 +174,20 @@ fn is_page_request(get: bool, upgrade: bool, accept: &[&[u8]]) -> bool {
                 media.trim_ascii().eq_ignore_ascii_case(b"text/html")
             })
         })
+}
+
+/// `GET /` when it is not the WebSocket endpoint: browsers go to the
+/// console, others are told where the endpoint is.
+async fn front(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    if wants_page(&req) {
+        return redirect();
+    }
+    HttpResponse::NotFound()
+        .content_type("text/plain; charset=utf-8")
+        .body(format!(
+            "the WebSocket endpoint is at {}\n",
+            state.config().server.path
+        ))
 }
 
 /// 303 to the console.

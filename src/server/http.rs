@@ -133,7 +133,7 @@ pub fn app(
         .app_data(web::Data::new(state))
         .configure(|cfg| {
             if console {
-                crate::console::routes(cfg);
+                crate::console::routes(cfg, &path);
             }
         })
         .route("/healthz", web::get().to(healthz))

@@ -697,7 +697,7 @@ const dashboard = {
         if (series.length > CHART_POINTS) series.shift();
       }
     }
-    $("rate-note").textContent = `Updated every second over a WebSocket (/console/stats). `
+    $("rate-note").textContent = `Updated every ${info.stats_interval_ms / 1000} s over a WebSocket (/console/stats). `
       + `Sessions add their message counts on each heartbeat (every ${info.heartbeat_ms / 1000} s), `
       + `so messages in/out are averaged over that interval; connects, publications and deliveries are per second. `
       + `The page's own connections count as sessions.`;
