@@ -26,6 +26,7 @@ pub struct Config {
     pub channels: ChannelsConfig,
     pub auth: AuthConfig,
     pub engine: EngineConfig,
+    pub console: ConsoleConfig,
     /// When present, wsd serves wss:// (and https) instead of ws://.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsConfig>,
@@ -236,6 +237,40 @@ impl Default for RedisConfig {
             presence_ttl: Duration::from_secs(30),
         }
     }
+}
+
+/// The `[console]` section: the browser console and live dashboard at
+/// `/console`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleConfig {
+    /// Whether `/console` (the page, its files and its stats stream) is
+    /// served, and browsers asking for `/` are sent there.
+    pub enabled: bool,
+    /// When the console asks for one of `channels.api_keys`.
+    pub require_key: RequireKey,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        ConsoleConfig {
+            enabled: true,
+            require_key: RequireKey::Auto,
+        }
+    }
+}
+
+/// When the console needs an API key.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RequireKey {
+    /// When `server.bind` is not a loopback address: anyone who can reach
+    /// the server from elsewhere must hold a key.
+    #[default]
+    Auto,
+    Always,
+    /// Never (for a server behind something that already checks).
+    Never,
 }
 
 /// The `[auth]` section: how connection tokens (JWTs) are checked.
@@ -528,6 +563,7 @@ impl Config {
         }
         self.validate_channels(path)?;
         self.validate_engine(path)?;
+        self.validate_console(path)?;
         if self.log.level.parse::<log::LevelFilter>().is_err() {
             return Err(invalid(
                 "log.level",
@@ -673,6 +709,44 @@ impl Config {
             return Err(invalid(
                 "engine.redis.presence_ttl",
                 format!("must be at least 1s, got {:?}", r.presence_ttl),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The `[console]` rules: its paths are free, and a key it always asks
+    /// for exists.
+    fn validate_console(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            key: key.into(),
+            message,
+        };
+        if !self.console.enabled {
+            return Ok(());
+        }
+        let prefix = crate::console::PATH;
+        for (key, value) in [
+            ("server.path", &self.server.path),
+            ("channels.path", &self.channels.path),
+        ] {
+            let taken = value
+                .strip_prefix(prefix)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
+            if taken {
+                return Err(invalid(
+                    key,
+                    format!(
+                        "{value:?} is the browser console's path; choose another, or set \
+                         console.enabled = false"
+                    ),
+                ));
+            }
+        }
+        if self.console.require_key == RequireKey::Always && self.channels.api_keys.is_empty() {
+            return Err(invalid(
+                "console.require_key",
+                "\"always\" needs at least one key in channels.api_keys".into(),
             ));
         }
         Ok(())

@@ -17,6 +17,11 @@
 //!   that queue each publication into its subscribers' send queues.
 //! - [`engine`]: where offsets, epochs, history and presence live, behind a
 //!   small trait; the in-memory engine is the default.
+//! - [`console`]: the browser console and live dashboard at `/console`:
+//!   its embedded page (HTML, CSS, JavaScript), its routes, the stats
+//!   WebSocket stream and the API-key check. Mounted by `server`'s app, it
+//!   reads the server's state and counters; the page is an ordinary client
+//!   of the channel protocol and the HTTP API.
 //! - [`auth`]: connection tokens (JWTs): verifying, channel patterns, signing
 //!   for `wsd token`.
 //! - [`tls`]: rustls configs for wss:// (server and client) from PEM files,
@@ -27,7 +32,8 @@
 //!   on tokio, sharing `protocol`'s decoder and encoder).
 //! - [`exit`]: the process exit codes both binaries use.
 //!
-//! Dependencies run one way: binaries -> `server`, `client`, `bench` ->
+//! Dependencies run one way: binaries -> `server` (with `console` beside it:
+//! each uses the other's few entry points), `client`, `bench` ->
 //! `channels` -> `engine`, `auth` -> `config`, `tls` -> `protocol`, `units`
 //! (`engine` and `auth` use one thing of `channels`: the name type). Nothing depends on a binary, and
 //! `protocol` depends on nothing of ours.
@@ -37,6 +43,7 @@ pub mod bench;
 pub mod channels;
 pub mod client;
 pub mod config;
+pub mod console;
 pub mod engine;
 pub mod exit;
 pub mod protocol;

@@ -240,7 +240,47 @@ const BAD: &[(&str, &str, &str, &str)] = &[
         "server.allowed_origins[0]",
         "no path",
     ),
+    (
+        "bad require_key",
+        "[console]\nrequire_key = \"sometimes\"\n",
+        "console.require_key",
+        "auto",
+    ),
+    (
+        "always without keys",
+        "[console]\nrequire_key = \"always\"\n",
+        "console.require_key",
+        "channels.api_keys",
+    ),
+    (
+        "endpoint on the console",
+        "[server]\npath = \"/console\"\n",
+        "server.path",
+        "console",
+    ),
+    (
+        "channels under the console",
+        "[channels]\npath = \"/console/channels\"\n",
+        "channels.path",
+        "console",
+    ),
 ];
+
+#[test]
+fn the_console_keys_parse() {
+    let config = parse(
+        "[console]\nenabled = false\nrequire_key = \"never\"\n[server]\npath = \"/console\"\n",
+    )
+    .unwrap();
+    assert!(!config.console.enabled);
+    assert_eq!(config.console.require_key, wsd::config::RequireKey::Never);
+    let config = parse(
+        "[console]\nrequire_key = \"always\"\n[channels]\napi_keys = [\"0123456789abcdef\"]\n\
+         [server]\npath = \"/consoles\"\n",
+    )
+    .unwrap();
+    assert_eq!(config.console.require_key, wsd::config::RequireKey::Always);
+}
 
 #[test]
 fn every_bad_config_names_the_file_the_key_and_the_problem() {

@@ -19,6 +19,15 @@ pub enum Source {
     Http,
 }
 
+impl Source {
+    fn label(self) -> &'static str {
+        match self {
+            Source::Ws => "ws",
+            Source::Http => "http",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SourceLabel {
     source: &'static str,
@@ -84,13 +93,29 @@ impl ChannelMetrics {
     }
 
     pub fn published(&self, source: Source) {
-        let source = match source {
-            Source::Ws => "ws",
-            Source::Http => "http",
-        };
         self.publications
-            .get_or_create(&SourceLabel { source })
+            .get_or_create(&SourceLabel {
+                source: source.label(),
+            })
             .inc();
+    }
+
+    /// Frames queued to subscribers so far.
+    pub fn deliveries(&self) -> u64 {
+        self.deliveries.get()
+    }
+
+    /// Publications accepted so far, from anywhere.
+    pub fn publications(&self) -> u64 {
+        [Source::Ws, Source::Http]
+            .into_iter()
+            .filter_map(|source| {
+                self.publications.get(&SourceLabel {
+                    source: source.label(),
+                })
+            })
+            .map(|c| c.get())
+            .sum()
     }
 
     /// A hub queued `p` to `queued` subscribers and dropped it for `dropped`

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::http::{AppState, upgrade_session};
-use super::session::PubSubSetup;
+use super::session::{Mode, PubSubSetup};
 use crate::auth::Claims;
 use crate::channels::{
     self, Action, ChannelError, ChannelInfo, ChannelName, ErrorCode, Publish, Source, Start,
@@ -72,6 +72,11 @@ pub fn api_access(
             "an API key is needed: Authorization: Bearer KEY",
         ));
     };
+    check_key(keys, presented)
+}
+
+/// Whether `presented` is one of `keys`: the API's check, and the console's.
+pub(crate) fn check_key(keys: &[String], presented: &[u8]) -> Result<(), ChannelError> {
     if keys
         .iter()
         .any(|k| constant_time_eq(k.as_bytes(), presented))
@@ -272,7 +277,9 @@ async fn subscribe(
         Ok::<_, ChannelError>((setup, protocol))
     };
     match planned.await {
-        Ok((setup, protocol)) => upgrade_session(req, payload, state, Some(setup), protocol),
+        Ok((setup, protocol)) => {
+            upgrade_session(req, payload, state, Mode::PubSub(setup), protocol)
+        }
         Err(e) => {
             log::info!(
                 "refused a channel connection from {}: {e}",

@@ -1,6 +1,6 @@
 //! The actix-web application: the upgrade handler that admits or refuses a
-//! connection before any actor exists, `/healthz`, `/metrics`, and the
-//! channel endpoints (`api`).
+//! connection before any actor exists, `/healthz`, `/metrics`, the channel
+//! endpoints (`api`) and the browser console ([`crate::console`]).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -16,10 +16,11 @@ use super::api;
 use super::metrics::Metrics;
 use super::outbox::ConnSocket;
 use super::registry::{Registry, Shutdown, Stats};
-use super::session::{PubSubSetup, Session, Setup, describe_peer};
+use super::session::{Mode, Session, Setup, describe_peer};
 use crate::auth::{AuthError, Verifier};
 use crate::channels::Channels;
 use crate::config::{Compression, Config, SessionConfig};
+use crate::console::Console;
 use crate::engine::Health;
 use crate::protocol::deflate::{Agreement, ServerSettings};
 use crate::protocol::handshake::{self, Refusal, UpgradeRequest};
@@ -34,6 +35,7 @@ pub struct AppState {
     metrics: Arc<Metrics>,
     channels: Arc<Channels>,
     verifier: Option<Arc<Verifier>>,
+    console: Arc<Console>,
     started: Instant,
 }
 
@@ -63,6 +65,7 @@ impl AppState {
         )
         .map_err(StartError::Engine)?;
         Ok(AppState {
+            console: Arc::new(Console::new(&config)),
             channels,
             verifier,
             admission: Admission::new(config.server.max_connections),
@@ -86,6 +89,22 @@ impl AppState {
         self.verifier.as_deref()
     }
 
+    pub(crate) fn console(&self) -> &Console {
+        &self.console
+    }
+
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    pub(crate) fn uptime(&self) -> std::time::Duration {
+        self.started.elapsed()
+    }
+
+    pub(crate) fn max_connections(&self) -> usize {
+        self.admission.max()
+    }
+
     /// Tells every session to close with 1001 and waits up to `timeout` for
     /// them to finish. Returns how many were still open at the end, or the
     /// error if the registry could not be asked.
@@ -94,8 +113,8 @@ impl AppState {
     }
 }
 
-/// The application: the WebSocket endpoint at `server.path`, `/healthz` and
-/// `/metrics`.
+/// The application: the WebSocket endpoint at `server.path`, `/healthz`,
+/// `/metrics`, the channel endpoints and the console.
 pub fn app(
     state: AppState,
 ) -> App<
@@ -109,8 +128,14 @@ pub fn app(
 > {
     let path = state.config.server.path.clone();
     let channels = state.config.channels.path.clone();
+    let console = state.config.console.enabled;
     App::new()
         .app_data(web::Data::new(state))
+        .configure(|cfg| {
+            if console {
+                crate::console::routes(cfg, &path);
+            }
+        })
         .route("/healthz", web::get().to(healthz))
         .route("/metrics", web::get().to(metrics))
         .service(
@@ -183,7 +208,10 @@ async fn upgrade(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    upgrade_session(&req, payload, &state, None, None)
+    if state.config.console.enabled && crate::console::wants_page(&req) {
+        return crate::console::redirect();
+    }
+    upgrade_session(&req, payload, &state, Mode::Echo, None)
 }
 
 /// Whether a browser's `Origin` may open a WebSocket: any, when
@@ -201,14 +229,13 @@ fn origin_allowed(req: &HttpRequest, allowed: &[String]) -> bool {
     }
 }
 
-/// Runs the handshake's checks and admission, then starts the session:
-/// the echo server without `pubsub`, a channel connection with it.
-/// `protocol` is the subprotocol to answer with.
+/// Runs the handshake's checks and admission, then starts the session in
+/// `mode`. `protocol` is the subprotocol to answer with.
 pub(crate) fn upgrade_session(
     req: &HttpRequest,
     payload: web::Payload,
     state: &AppState,
-    pubsub: Option<PubSubSetup>,
+    mode: Mode,
     protocol: Option<&'static str>,
 ) -> HttpResponse {
     let accept = match check_handshake(req) {
@@ -250,7 +277,7 @@ pub(crate) fn upgrade_session(
             registry: state.registry.clone(),
             metrics: state.metrics.clone(),
             slot,
-            pubsub,
+            mode,
             deflate: deflate.as_ref().map(|a| a.params),
         },
     );

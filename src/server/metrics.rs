@@ -120,6 +120,14 @@ impl Metrics {
             .inc();
     }
 
+    /// Sessions ended for `cause` so far (a read: a cause never seen stays
+    /// absent from `/metrics`).
+    pub fn closed(&self, cause: CloseCause) -> u64 {
+        self.sessions_closed
+            .get(&CauseLabel { reason: cause })
+            .map_or(0, |c| c.get())
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(2048);

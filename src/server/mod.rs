@@ -10,7 +10,8 @@
 //! - `registry`: the supervising actor that knows every session and drives
 //!   graceful shutdown.
 //! - `admission`: the `max_connections` gate.
-//! - `metrics`: the counters behind `/metrics`.
+//! - `metrics`: the counters behind `/metrics` (and the console's
+//!   dashboard).
 //!
 //! This file binds the listeners ([`Server`]) and runs them until a signal
 //! ([`run`]): stop accepting, close every session with 1001, wait, exit.
@@ -32,8 +33,11 @@ use actix_web::HttpServer;
 use actix_web::dev::{Extensions, ServerHandle};
 use actix_web::rt::net::TcpStream;
 
+pub(crate) use api::{check_key, error_response};
+pub(crate) use http::upgrade_session;
 pub use http::{AppState, app};
 pub use session::CloseCause;
+pub(crate) use session::{Feed, Mode, describe_peer};
 
 use crate::config::{Config, TlsConfig};
 use crate::tls::{self, TlsError};
@@ -144,6 +148,20 @@ impl Server {
         let scheme = if config.tls.is_some() { "wss" } else { "ws" };
         for addr in &addrs {
             log::info!("wsd listening on {scheme}://{addr}{}", config.server.path);
+        }
+        if config.console.enabled {
+            let web = if config.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            if let Some(addr) = addrs.first() {
+                log::info!(
+                    "browser console at {web}://{addr}{}{}",
+                    crate::console::PATH,
+                    state.console().describe()
+                );
+            }
         }
         Ok(Server {
             state,

@@ -1,4 +1,6 @@
 //! One actor per WebSocket connection, and [`CloseCause`], why one ended.
+//! Its [`Mode`] says what it does with messages: echo them, channel mode
+//! (`pubsub`), or a feed that only sends (`feed`: the console's stats).
 //!
 //! The actor runs in a plain actix `Context` of its own. Incoming bytes reach
 //! it through [`Frames`], which runs our strict [`Decoder`]; outgoing frames
@@ -16,8 +18,10 @@
 //! that must close while stalled resets the connection, since its close frame
 //! could never be written.
 
+mod feed;
 mod pubsub;
 
+pub(crate) use feed::Feed;
 pub(crate) use pubsub::PubSubSetup;
 
 use std::borrow::Cow;
@@ -121,10 +125,19 @@ pub(crate) struct Setup {
     pub registry: Addr<Registry>,
     pub metrics: Arc<Metrics>,
     pub slot: Slot,
-    /// Channel mode; `None` is the echo server.
-    pub pubsub: Option<PubSubSetup>,
+    pub mode: Mode,
     /// permessage-deflate, when the handshake agreed to it.
     pub deflate: Option<DeflateParams>,
+}
+
+/// What a session does with messages.
+pub(crate) enum Mode {
+    /// Answers each one (the echo server).
+    Echo,
+    /// Channel mode: publishes them, and delivers its subscriptions.
+    PubSub(PubSubSetup),
+    /// Ignores them, and sends what its feed makes.
+    Feed(Feed),
 }
 
 /// The per-connection actor.
@@ -155,6 +168,7 @@ pub(crate) struct Session {
     /// agreed; shared with the channel hub's [`pubsub::SessionSink`], so that
     /// with context takeover every frame goes through it in queue order.
     compressor: Option<Rc<RefCell<Compressor>>>,
+    feed: Option<Feed>,
 }
 
 impl Session {
@@ -184,17 +198,23 @@ impl Session {
             }
             ctx.add_stream(Frames::new(payload, decoder, heard.clone()));
             let now = Instant::now();
-            let pubsub = setup.pubsub.map(|ps| {
-                PubSub::new(
-                    ps,
-                    outbox.clone(),
-                    ctx.address(),
-                    compressor.clone(),
-                    shared_deflate(&setup.config),
-                )
-            });
+            let (pubsub, feed) = match setup.mode {
+                Mode::Echo => (None, None),
+                Mode::PubSub(ps) => {
+                    let pubsub = PubSub::new(
+                        ps,
+                        outbox.clone(),
+                        ctx.address(),
+                        compressor.clone(),
+                        shared_deflate(&setup.config),
+                    );
+                    (Some(pubsub), None)
+                }
+                Mode::Feed(feed) => (None, Some(feed)),
+            };
             Session {
                 pubsub,
+                feed,
                 id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
                 peer: setup.peer,
                 started: now,
@@ -376,7 +396,7 @@ impl Session {
             Event::Text(text) => {
                 self.traffic.messages_received += 1;
                 self.traffic.bytes_received += text.len() as u64;
-                if self.closing {
+                if self.closing || self.feed.is_some() {
                     return;
                 }
                 if self.pubsub.is_some() {
@@ -393,7 +413,7 @@ impl Session {
             Event::Binary(bytes) => {
                 self.traffic.messages_received += 1;
                 self.traffic.bytes_received += bytes.len() as u64;
-                if self.closing {
+                if self.closing || self.feed.is_some() {
                     return;
                 }
                 if self.pubsub.is_some() {
@@ -521,6 +541,7 @@ impl Actor for Session {
         });
         ctx.run_interval(self.config.heartbeat_interval, Self::tick);
         self.pubsub_started(ctx);
+        self.feed_started(ctx);
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
