@@ -124,18 +124,17 @@ echo_run() { # name size compress
 # server's CPU, its deliveries and the loopback bytes over DURATION/2 once
 # deliveries flow, so connecting 10,000 subscribers is not counted.
 broadcast_run() {
-    local name=$1 flags=() pid d0 d t0 w0 t1 w1 d1 half
+    local name=$1 flags=() pid d0 t0 w0 t1 w1 d1 half
     [ "$2" = on ] && flags=(--compress)
     timeout "$RUN_TIMEOUT" "${LOAD_PIN[@]}" "$WSC" bench --fanout "ws://127.0.0.1:$PORT/channels/$CHANNEL" \
         --publish-url "http://127.0.0.1:$PORT/channels/$CHANNEL" -c "$BIG_SUBS" --rate "$BIG_RATE" \
         -d "$DURATION" --warmup "$WARMUP" --size 64 --payload json --sources "$SOURCES" "${flags[@]}" \
         --json >"$TMP/$name.json" 2>"$TMP/$name.err" &
     pid=$!
-    # Wait (bounded) until deliveries flow, then past the warm-up.
-    d0=$(metric wsd_deliveries_total)
+    # Wait (bounded) until every subscriber is subscribed (the connections'
+    # ramp must not be counted), then past the warm-up.
     for _ in $(seq 600); do
-        d=$(metric wsd_deliveries_total)
-        awk -v a="$d0" -v b="$d" -v n="$BIG_SUBS" 'BEGIN { exit !(b - a > 2 * n) }' && break
+        [ "$(metric wsd_subscriptions_active)" -ge "$BIG_SUBS" ] && break
         kill -0 "$pid" 2>/dev/null || break
         sleep 0.1
     done
