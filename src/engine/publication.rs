@@ -370,7 +370,11 @@ mod tests {
         let long = publication(Kind::Text, b"tick tick tick tick tick tick tick tick tick");
         let (a, _) = long.deflated_frame(Format::Plain, &shared);
         let (b, _) = long.deflated_frame(Format::Plain, &shared);
-        assert_eq!(a.as_ptr(), b.as_ptr(), "the same bytes, not a second compression");
+        assert_eq!(
+            a.as_ptr(),
+            b.as_ptr(),
+            "the same bytes, not a second compression"
+        );
         assert_eq!(a[0] & 0x40, 0x40, "RSV1");
         let (json, _) = long.deflated_frame(Format::Json, &shared);
         assert_eq!(json[0] & 0x40, 0x40);
