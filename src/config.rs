@@ -27,6 +27,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub engine: EngineConfig,
     pub console: ConsoleConfig,
+    pub pusher: PusherConfig,
     /// When present, wsd serves wss:// (and https) instead of ws://.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsConfig>,
@@ -235,6 +236,68 @@ impl Default for RedisConfig {
             url: "redis://127.0.0.1:6379".into(),
             prefix: "wsd".into(),
             presence_ttl: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The `[pusher]` section: Pusher Channels protocol compatibility, so that
+/// apps written for Pusher (pusher-js, Laravel Echo, the server SDKs) work
+/// against wsd. Nothing is served for it while `app` is empty.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PusherConfig {
+    /// What `pusher:connection_established` tells clients: after this long
+    /// without a message from the server, a client sends `pusher:ping`.
+    #[serde(with = "human_duration")]
+    pub activity_timeout: Duration,
+    /// The apps, each `[[pusher.app]]`.
+    pub app: Vec<PusherAppConfig>,
+}
+
+impl Default for PusherConfig {
+    fn default() -> Self {
+        PusherConfig {
+            activity_timeout: Duration::from_secs(120),
+            app: Vec::new(),
+        }
+    }
+}
+
+/// One `[[pusher.app]]`: the credentials an app's clients and backend use,
+/// and its limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PusherAppConfig {
+    /// The app id in the HTTP API's paths (`/apps/ID/events`); numeric, as
+    /// the official SDKs expect.
+    pub id: u64,
+    /// The public key clients connect with (`/app/KEY`).
+    pub key: String,
+    /// Signs channel authorizations and HTTP API requests.
+    pub secret: String,
+    /// Whether clients may send `client-*` events on private and presence
+    /// channels.
+    pub client_events: bool,
+    /// Connections allowed for this app at once on this instance; 0 means no
+    /// limit (beyond `server.max_connections`).
+    pub max_connections: usize,
+    /// Members (distinct users) allowed on one presence channel.
+    pub max_presence_members: usize,
+    /// The largest event `data`, from the HTTP API or a client.
+    #[serde(with = "human_size")]
+    pub max_event_size: usize,
+}
+
+impl Default for PusherAppConfig {
+    fn default() -> Self {
+        PusherAppConfig {
+            id: 0,
+            key: String::new(),
+            secret: String::new(),
+            client_events: false,
+            max_connections: 0,
+            max_presence_members: 100,
+            max_event_size: 10 * 1024,
         }
     }
 }
@@ -564,6 +627,7 @@ impl Config {
         self.validate_channels(path)?;
         self.validate_engine(path)?;
         self.validate_console(path)?;
+        self.validate_pusher(path)?;
         if self.log.level.parse::<log::LevelFilter>().is_err() {
             return Err(invalid(
                 "log.level",
@@ -666,6 +730,86 @@ impl Config {
                     ),
                 ));
             }
+        }
+        Ok(())
+    }
+
+    /// The `[pusher]` rules.
+    fn validate_pusher(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |key: String, message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            key,
+            message,
+        };
+        let p = &self.pusher;
+        if p.activity_timeout < Duration::from_secs(1) {
+            return Err(invalid(
+                "pusher.activity_timeout".into(),
+                "must be at least 1s (clients are told it in whole seconds)".into(),
+            ));
+        }
+        let key_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+        for (i, app) in p.app.iter().enumerate() {
+            let key = |field: &str| format!("pusher.app[{i}].{field}");
+            if app.id == 0 {
+                return Err(invalid(
+                    key("id"),
+                    "expected a numeric app id above 0 (e.g. id = 1001)".into(),
+                ));
+            }
+            if p.app[..i].iter().any(|a| a.id == app.id) {
+                return Err(invalid(
+                    key("id"),
+                    format!("app id {} is used twice", app.id),
+                ));
+            }
+            if app.key.is_empty() || app.key.len() > 64 || !app.key.chars().all(key_char) {
+                return Err(invalid(
+                    key("key"),
+                    "expected 1-64 characters of A-Z a-z 0-9 - _ . (it is part of the URL \
+                     /app/KEY)"
+                        .into(),
+                ));
+            }
+            if p.app[..i].iter().any(|a| a.key == app.key) {
+                return Err(invalid(
+                    key("key"),
+                    format!("key {:?} is used by two apps", app.key),
+                ));
+            }
+            if app.secret.len() < 16 {
+                return Err(invalid(
+                    key("secret"),
+                    "a secret must be at least 16 characters (try `openssl rand -hex 20`)".into(),
+                ));
+            }
+            if app.max_presence_members == 0 {
+                return Err(invalid(
+                    key("max_presence_members"),
+                    "must be at least 1".into(),
+                ));
+            }
+            if app.max_event_size == 0 || app.max_event_size > self.session.max_message_size {
+                return Err(invalid(
+                    key("max_event_size"),
+                    format!(
+                        "expected 1 byte to session.max_message_size ({} bytes), got {}",
+                        self.session.max_message_size, app.max_event_size
+                    ),
+                ));
+            }
+        }
+        if !p.app.is_empty()
+            && let Some(i) = self
+                .channels
+                .namespace
+                .iter()
+                .position(|ns| ns.name.starts_with("pusher."))
+        {
+            return Err(invalid(
+                format!("channels.namespace[{i}].name"),
+                "names starting with \"pusher.\" are kept for the Pusher apps' channels".into(),
+            ));
         }
         Ok(())
     }

@@ -22,6 +22,9 @@
 //!   WebSocket stream and the API-key check. Mounted by `server`'s app, it
 //!   reads the server's state and counters; the page is an ordinary client
 //!   of the channel protocol and the HTTP API.
+//! - [`pusher`]: Pusher Channels compatibility without I/O: the protocol's
+//!   messages, its signatures, the app table and where each app's channels
+//!   live in the engine. Its session mode and HTTP API are in `server`.
 //! - [`auth`]: connection tokens (JWTs): verifying, channel patterns, signing
 //!   for `wsd token`.
 //! - [`tls`]: rustls configs for wss:// (server and client) from PEM files,
@@ -34,7 +37,7 @@
 //!
 //! Dependencies run one way: binaries -> `server` (with `console` beside it:
 //! each uses the other's few entry points), `client`, `bench` ->
-//! `channels` -> `engine`, `auth` -> `config`, `tls` -> `protocol`, `units`
+//! `channels`, `pusher` -> `engine`, `auth` -> `config`, `tls` -> `protocol`, `units`
 //! (`engine` and `auth` use one thing of `channels`: the name type). Nothing depends on a binary, and
 //! `protocol` depends on nothing of ours.
 
@@ -47,6 +50,7 @@ pub mod console;
 pub mod engine;
 pub mod exit;
 pub mod protocol;
+pub mod pusher;
 pub mod server;
 pub mod tls;
 pub mod units;

@@ -10,7 +10,7 @@
 //!
 //! A gap (publications the engine lost and cannot replay) reaches a JSON
 //! subscriber as an event; a plain one is closed with 1012, to reconnect
-//! with `since`.
+//! with `since` (a Pusher one with 4200, to reconnect at once).
 //!
 //! A new subscriber starts *pending*: deliveries for it are kept aside while
 //! its history is read, then replayed after the history, minus what the
@@ -27,7 +27,7 @@ use tokio::sync::mpsc;
 use super::ChannelName;
 use super::metrics::ChannelMetrics;
 use super::router::{HubHandle, Router};
-use crate::engine::{Delivery, Format, Frame, Position, Publication};
+use crate::engine::{Delivery, Format, Frame, Position, PresenceEvent, Publication};
 
 /// The subscriber side of a session, as the hub sees it.
 pub trait Subscriber {
@@ -38,6 +38,17 @@ pub trait Subscriber {
     /// own). `false` when the queue is full.
     fn push_publication(&self, p: &Publication, format: Format) -> bool {
         self.push(p.frame(format))
+    }
+    /// For [`Format::Pusher`] subscribers: whether this one gets `p` (a
+    /// Pusher publication names one connection that must not).
+    fn wants(&self, _p: &Publication) -> bool {
+        true
+    }
+    /// For [`Format::Pusher`] subscribers, which turn presence joins and
+    /// leaves into member events of their own (a user with two connections
+    /// is one member). `false` when the queue is full.
+    fn push_presence(&self, _event: &PresenceEvent) -> bool {
+        true
     }
     /// The queue was full: the session must end as a slow consumer.
     fn overflowed(&self);
@@ -105,15 +116,22 @@ impl Sub {
                     return Outcome::Skipped;
                 }
                 self.last = p.offset;
+                if self.format == Format::Pusher && !self.subscriber.wants(p) {
+                    return Outcome::Skipped;
+                }
                 return self.queue_publication(p);
             }
             Delivery::Presence(event) => match self.format {
                 Format::Json => event.frame(),
                 Format::Plain => return Outcome::Skipped,
+                Format::Pusher => {
+                    let queued = self.subscriber.push_presence(event);
+                    return self.outcome(queued);
+                }
             },
             Delivery::Gap(gap) => match self.format {
                 Format::Json => gap.frame(),
-                Format::Plain => {
+                Format::Plain | Format::Pusher => {
                     self.dead = true;
                     self.subscriber.lost();
                     return Outcome::Skipped;

@@ -34,6 +34,12 @@ pub enum Format {
     /// Each publication as a JSON object with its channel, offset, epoch and
     /// time; events too.
     Json,
+    /// Pusher protocol connections ([`crate::pusher`]): the publication's
+    /// text is `EXCLUDED\nMESSAGE`, where `MESSAGE` is the Pusher event,
+    /// encoded once by whoever published it, and `EXCLUDED` the socket id
+    /// (maybe empty) that must not get it. Presence events are turned into
+    /// Pusher member events by each subscriber.
+    Pusher,
 }
 
 /// A whole frame, as the pieces to queue (see `protocol::server_message`).
@@ -76,10 +82,12 @@ pub struct Publication {
     pub accepted: Instant,
     plain: OnceLock<Frame>,
     json: OnceLock<Frame>,
+    pusher: OnceLock<Frame>,
     /// Compressed (permessage-deflate) once for every subscriber that can
     /// take the shared frame; the plain frame when too short to compress.
     plain_deflated: OnceLock<Frame>,
     json_deflated: OnceLock<Frame>,
+    pusher_deflated: OnceLock<Frame>,
 }
 
 impl Publication {
@@ -101,8 +109,10 @@ impl Publication {
             accepted,
             plain: OnceLock::new(),
             json: OnceLock::new(),
+            pusher: OnceLock::new(),
             plain_deflated: OnceLock::new(),
             json_deflated: OnceLock::new(),
+            pusher_deflated: OnceLock::new(),
         }
     }
 
@@ -122,7 +132,21 @@ impl Publication {
                 let (frame, _) = self.frame(Format::Json);
                 frame.slice(protocol::header_size(frame[1])..)
             }
+            Format::Pusher => match self.data.iter().position(|&b| b == b'\n') {
+                Some(i) => self.data.slice(i + 1..),
+                None => self.data.clone(),
+            },
         }
+    }
+
+    /// For [`Format::Pusher`]: whether the publication names `socket_id` as
+    /// the one connection that must not get it (the HTTP API's `socket_id`,
+    /// the sender of a client event).
+    pub fn excludes(&self, socket_id: &[u8]) -> bool {
+        !socket_id.is_empty()
+            && self.data.len() > socket_id.len()
+            && self.data.starts_with(socket_id)
+            && self.data[socket_id.len()] == b'\n'
     }
 
     /// The compressed frame for the subscribers in `format` that take
@@ -131,6 +155,7 @@ impl Publication {
         let cell = match format {
             Format::Plain => &self.plain_deflated,
             Format::Json => &self.json_deflated,
+            Format::Pusher => &self.pusher_deflated,
         };
         cell.get_or_init(
             || match shared.frame(self.opcode(format), &self.payload(format)) {
@@ -147,6 +172,9 @@ impl Publication {
                 .plain
                 .get_or_init(|| protocol::server_message(self.opcode(format), &[], &self.data)),
             Format::Json => self.json.get_or_init(|| text_frame(&self.to_json())),
+            Format::Pusher => self.pusher.get_or_init(|| {
+                protocol::server_message(opcode::TEXT, &[], &self.payload(Format::Pusher))
+            }),
         }
     }
 
@@ -409,6 +437,23 @@ mod tests {
         let b = p.frame(Format::Plain).0.as_ptr();
         assert_eq!(a, b);
         assert_eq!(&p.frame(Format::Plain).0[..], b"\x81\x02hi");
+    }
+
+    #[test]
+    fn a_pusher_frame_is_the_message_after_the_excluded_socket() {
+        let p = publication(Kind::Text, b"1.2\n{\"event\":\"e\"}");
+        assert_eq!(&p.payload(Format::Pusher)[..], b"{\"event\":\"e\"}");
+        let (head, rest) = p.frame(Format::Pusher);
+        let mut whole = head.to_vec();
+        whole.extend_from_slice(rest.as_deref().unwrap_or_default());
+        assert_eq!(&whole[..], b"\x81\x0d{\"event\":\"e\"}");
+        assert!(p.excludes(b"1.2"));
+        assert!(!p.excludes(b"1.20"));
+        assert!(!p.excludes(b"1."));
+        assert!(!p.excludes(b""));
+        let open = publication(Kind::Text, b"\n{}");
+        assert!(!open.excludes(b""));
+        assert_eq!(&open.payload(Format::Pusher)[..], b"{}");
     }
 
     #[test]

@@ -332,7 +332,7 @@ async fn describe(
 
 /// Reads a request body, refusing one over `limit` bytes as soon as it is
 /// known to be (without reading the rest).
-async fn body(mut payload: web::Payload, limit: usize) -> Result<Bytes, ChannelError> {
+pub(super) async fn body(mut payload: web::Payload, limit: usize) -> Result<Bytes, ChannelError> {
     let mut body = BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| bad(format!("cannot read the body: {e}")))?;

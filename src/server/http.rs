@@ -1,6 +1,7 @@
 //! The actix-web application: the upgrade handler that admits or refuses a
 //! connection before any actor exists, `/healthz`, `/metrics`, the channel
-//! endpoints (`api`) and the browser console ([`crate::console`]).
+//! endpoints (`api`), the Pusher endpoints (`pusher_api`) and the browser
+//! console ([`crate::console`]).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -13,6 +14,7 @@ use actix_web::{App, HttpRequest, HttpResponse, web};
 
 use super::admission::Admission;
 use super::api;
+use super::pusher_api;
 use super::metrics::Metrics;
 use super::outbox::ConnSocket;
 use super::registry::{Registry, Shutdown, Stats};
@@ -22,6 +24,7 @@ use crate::channels::Channels;
 use crate::config::{Compression, Config, SessionConfig};
 use crate::console::Console;
 use crate::engine::Health;
+use crate::pusher::Apps;
 use crate::protocol::deflate::{Agreement, ServerSettings};
 use crate::protocol::handshake::{self, Refusal, UpgradeRequest};
 
@@ -36,6 +39,10 @@ pub struct AppState {
     channels: Arc<Channels>,
     verifier: Option<Arc<Verifier>>,
     console: Arc<Console>,
+    pusher: Arc<Apps>,
+    /// The first half of this process's Pusher socket ids (`NODE.SESSION`):
+    /// random, so that instances sharing an engine give different ids.
+    pusher_node: u32,
     started: Instant,
 }
 
@@ -57,15 +64,30 @@ impl AppState {
         let verifier = Verifier::new(&config.auth)?.map(Arc::new);
         let metrics = Arc::new(Metrics::new());
         let registry = Registry::new(metrics.clone()).start();
+        // The Pusher apps' channels live in namespaces of their own.
+        let mut channels_config = config.channels.clone();
+        channels_config
+            .namespace
+            .extend(crate::pusher::apps::namespaces(&config.pusher));
         let channels = Channels::start(
-            &config.channels,
+            &channels_config,
             &config.engine,
             metrics.channels.clone(),
             metrics.redis.clone(),
         )
         .map_err(StartError::Engine)?;
+        let mut node = [0u8; 4];
+        // Without randomness, the clock's nanoseconds do as well for this.
+        let pusher_node = match getrandom::fill(&mut node) {
+            Ok(()) => u32::from_le_bytes(node),
+            Err(_) => std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.subsec_nanos()),
+        } % 1_000_000_000;
         Ok(AppState {
             console: Arc::new(Console::new(&config)),
+            pusher: Arc::new(Apps::new(&config.pusher)),
+            pusher_node,
             channels,
             verifier,
             admission: Admission::new(config.server.max_connections),
@@ -87,6 +109,14 @@ impl AppState {
 
     pub(crate) fn verifier(&self) -> Option<&Verifier> {
         self.verifier.as_deref()
+    }
+
+    pub(crate) fn pusher_apps(&self) -> &Apps {
+        &self.pusher
+    }
+
+    pub(crate) fn pusher_node(&self) -> u32 {
+        self.pusher_node
     }
 
     pub(crate) fn console(&self) -> &Console {
@@ -129,11 +159,15 @@ pub fn app(
     let path = state.config.server.path.clone();
     let channels = state.config.channels.path.clone();
     let console = state.config.console.enabled;
+    let pusher = !state.pusher.is_empty();
     App::new()
         .app_data(web::Data::new(state))
         .configure(|cfg| {
             if console {
                 crate::console::routes(cfg, &path);
+            }
+            if pusher {
+                pusher_api::routes(cfg);
             }
         })
         .route("/healthz", web::get().to(healthz))

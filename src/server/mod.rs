@@ -3,6 +3,9 @@
 //! - `http`: the actix-web [`app`] (upgrade handler, `/healthz`, `/metrics`)
 //!   and [`AppState`], what its handlers share.
 //! - `api`: the channel endpoints: WebSocket subscriptions and the HTTP API.
+//! - `pusher_api`: the Pusher endpoints: `/app/KEY` connections and the
+//!   Pusher HTTP API under `/apps/ID/` (the session mode is
+//!   `session/pusher.rs`; the protocol itself is [`crate::pusher`]).
 //! - `session`: the actor that owns one WebSocket connection, and
 //!   [`CloseCause`].
 //! - `outbox`: a session's bounded send queue and the response body that
@@ -21,6 +24,7 @@ mod api;
 mod http;
 mod metrics;
 mod outbox;
+mod pusher_api;
 mod registry;
 mod session;
 

@@ -1,6 +1,7 @@
 //! One actor per WebSocket connection, and [`CloseCause`], why one ended.
 //! Its [`Mode`] says what it does with messages: echo them, channel mode
-//! (`pubsub`), or a feed that only sends (`feed`: the console's stats).
+//! (`pubsub`), the Pusher protocol (`pusher`), or a feed that only sends
+//! (`feed`: the console's stats).
 //!
 //! The actor runs in a plain actix `Context` of its own. Incoming bytes reach
 //! it through [`Frames`], which runs our strict [`Decoder`]; outgoing frames
@@ -20,9 +21,11 @@
 
 mod feed;
 mod pubsub;
+mod pusher;
 
 pub(crate) use feed::Feed;
 pub(crate) use pubsub::PubSubSetup;
+pub(crate) use pusher::PusherSetup;
 
 use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
@@ -49,7 +52,8 @@ use crate::protocol::{
     self, CloseFrame, Decoder, Event, InflateParams, Role, Violation, code, opcode,
 };
 use crate::server::admission::Slot;
-use pubsub::PubSub;
+use pubsub::{PubSub, SessionSink};
+use pusher::PusherState;
 
 /// Session ids are unique for the life of the process, so log lines about one
 /// connection can be told apart from another's.
@@ -138,6 +142,8 @@ pub(crate) enum Mode {
     PubSub(PubSubSetup),
     /// Ignores them, and sends what its feed makes.
     Feed(Feed),
+    /// The Pusher Channels protocol (`/app/KEY`).
+    Pusher(PusherSetup),
 }
 
 /// The per-connection actor.
@@ -164,6 +170,7 @@ pub(crate) struct Session {
     ending: Option<Ending>,
     traffic: Traffic,
     pubsub: Option<PubSub>,
+    pusher: Option<PusherState>,
     /// Compresses what this session sends, when permessage-deflate was
     /// agreed; shared with the channel hub's [`pubsub::SessionSink`], so that
     /// with context takeover every frame goes through it in queue order.
@@ -198,8 +205,20 @@ impl Session {
             }
             ctx.add_stream(Frames::new(payload, decoder, heard.clone()));
             let now = Instant::now();
+            let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+            let mut pusher = None;
             let (pubsub, feed) = match setup.mode {
                 Mode::Echo => (None, None),
+                Mode::Pusher(setup_pusher) => {
+                    let sink = SessionSink::new(
+                        outbox.clone(),
+                        ctx.address(),
+                        compressor.clone(),
+                        shared_deflate(&setup.config),
+                    );
+                    pusher = Some(PusherState::new(setup_pusher, sink, id));
+                    (None, None)
+                }
                 Mode::PubSub(ps) => {
                     let pubsub = PubSub::new(
                         ps,
@@ -214,8 +233,9 @@ impl Session {
             };
             Session {
                 pubsub,
+                pusher,
                 feed,
-                id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+                id,
                 peer: setup.peer,
                 started: now,
                 config: setup.config,
@@ -402,6 +422,9 @@ impl Session {
                 if self.pubsub.is_some() {
                     return self.pubsub_message(Kind::Text, text, ctx);
                 }
+                if self.pusher.is_some() {
+                    return self.pusher_message(&text, ctx);
+                }
                 // The decoder has validated the UTF-8, and the prefix is a
                 // `String`, so the reply is valid text without re-checking.
                 let prefix = self.config.reply_prefix.as_bytes();
@@ -418,6 +441,13 @@ impl Session {
                 }
                 if self.pubsub.is_some() {
                     return self.pubsub_message(Kind::Binary, bytes, ctx);
+                }
+                if self.pusher.is_some() {
+                    let error = crate::pusher::protocol::error(
+                        None,
+                        "the Pusher protocol takes text messages only",
+                    );
+                    return self.send_text(&error, ctx);
                 }
                 self.traffic.messages_sent += 1;
                 self.traffic.bytes_sent += bytes.len() as u64;
@@ -541,11 +571,13 @@ impl Actor for Session {
         });
         ctx.run_interval(self.config.heartbeat_interval, Self::tick);
         self.pubsub_started(ctx);
+        self.pusher_started(ctx);
         self.feed_started(ctx);
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
         self.pubsub_stopped();
+        self.pusher_stopped();
         self.traffic.flush(&self.metrics);
         self.outbox.finish();
         // The peer closed and heard from us just now: its reply leaves with

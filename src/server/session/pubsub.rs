@@ -87,7 +87,29 @@ enum SinkDeflate {
 }
 
 impl SessionSink {
-    fn push_frame(&self, (frame, rest): Frame) -> bool {
+    /// The sink of a session with `outbox`; `compressor` when the session
+    /// agreed to permessage-deflate.
+    pub(super) fn new(
+        outbox: Outbox,
+        addr: Addr<Session>,
+        compressor: Option<Rc<RefCell<Compressor>>>,
+        shared: Shared,
+    ) -> SessionSink {
+        let deflate = compressor.map(|c| {
+            if c.borrow().takes_shared(&shared) {
+                SinkDeflate::Shared(shared)
+            } else {
+                SinkDeflate::Own(c)
+            }
+        });
+        SessionSink {
+            outbox,
+            addr,
+            deflate,
+        }
+    }
+
+    pub(super) fn push_frame(&self, (frame, rest): Frame) -> bool {
         self.outbox.push(frame, rest).is_ok()
     }
 }
@@ -160,25 +182,14 @@ impl PubSub {
         compressor: Option<Rc<RefCell<Compressor>>>,
         shared: Shared,
     ) -> PubSub {
-        let deflate = compressor.map(|c| {
-            if c.borrow().takes_shared(&shared) {
-                SinkDeflate::Shared(shared)
-            } else {
-                SinkDeflate::Own(c)
-            }
-        });
         PubSub {
             publish_to: match setup.format {
                 Format::Plain => setup.subscribe.first().map(|(c, _)| c.clone()),
-                Format::Json => None,
+                Format::Json | Format::Pusher => None,
             },
             channels: setup.channels,
             format: setup.format,
-            sink: Rc::new(SessionSink {
-                outbox,
-                addr,
-                deflate,
-            }),
+            sink: Rc::new(SessionSink::new(outbox, addr, compressor, shared)),
             joined: Vec::new(),
             claims: setup.claims,
             initial: Some(setup.subscribe),
@@ -404,7 +415,7 @@ impl Session {
                     self.send_text(&reply, ctx);
                 }
             },
-            Format::Json => {
+            Format::Json | Format::Pusher => {
                 let e = ChannelError::new(
                     ErrorCode::BadRequest,
                     "JSON mode takes commands as text messages; publish binary data with \
@@ -545,17 +556,19 @@ impl Handler<Lost> for Session {
 
     fn handle(&mut self, _: Lost, ctx: &mut Self::Context) {
         if self.ending.is_none() {
+            // A Pusher client reconnects at once on 4200 (it has no way to
+            // recover what it missed).
+            let (close, reason) = if self.pusher.is_some() {
+                (crate::pusher::protocol::code::RECONNECT, "reconnect")
+            } else {
+                (code::SERVICE_RESTART, "service restart")
+            };
             log::info!(
-                "session {} from {}: publications lost in the engine; closing with 1012",
+                "session {} from {}: publications lost in the engine; closing with {close}",
                 self.id,
                 self.peer()
             );
-            self.begin_close(
-                ctx,
-                code::SERVICE_RESTART,
-                "service restart",
-                CloseCause::Gap,
-            );
+            self.begin_close(ctx, close, reason, CloseCause::Gap);
         }
     }
 }
