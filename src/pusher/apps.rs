@@ -204,14 +204,20 @@ mod tests {
             ("private-a=b,c;d", "pusher.7:private-a:eb:cc:sd"),
             ("cache-x", "pusher.7.cache:cache-x"),
             ("presence-cache-x", "pusher.7.cache:presence-cache-x"),
-            ("private-encrypted-cache-x", "pusher.7.cache:private-encrypted-cache-x"),
+            (
+                "private-encrypted-cache-x",
+                "pusher.7.cache:private-encrypted-cache-x",
+            ),
         ] {
             let mapped = app.engine_name(name).unwrap();
             assert_eq!(mapped.as_str(), engine);
             assert_eq!(app.pusher_name(&mapped).as_deref(), Some(name));
         }
         assert_eq!(app.engine_name("x").unwrap().namespace(), "pusher.7");
-        assert!(app.engine_name(&"=".repeat(200)).is_none(), "too long escaped");
+        assert!(
+            app.engine_name(&"=".repeat(200)).is_none(),
+            "too long escaped"
+        );
         let other = ChannelName::parse("pusher.8:lobby").unwrap();
         assert_eq!(app.pusher_name(&other), None);
     }

@@ -67,7 +67,8 @@ impl ChannelKind {
         let valid = !name.is_empty()
             && name.len() <= MAX_NAME
             && name.bytes().all(|b| {
-                b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'=' | b'@' | b',' | b'.' | b';')
+                b.is_ascii_alphanumeric()
+                    || matches!(b, b'_' | b'-' | b'=' | b'@' | b',' | b'.' | b';')
             });
         if !valid {
             return None;
@@ -186,12 +187,8 @@ fn data_of<'a, T: Deserialize<'a>>(raw: Option<&'a RawValue>, event: &str) -> Re
 
 /// Parses one text message.
 pub fn parse(text: &[u8]) -> Result<ClientMessage, Refused> {
-    let envelope: Envelope = serde_json::from_slice(text).map_err(|e| {
-        Refused::new(
-            None,
-            format!("expected {{\"event\":..,\"data\":..}}: {e}"),
-        )
-    })?;
+    let envelope: Envelope = serde_json::from_slice(text)
+        .map_err(|e| Refused::new(None, format!("expected {{\"event\":..,\"data\":..}}: {e}")))?;
     let data = envelope.data.as_deref();
     Ok(match envelope.event.as_str() {
         "pusher:ping" => ClientMessage::Ping,
@@ -275,7 +272,9 @@ impl MemberData {
         if user_id.is_empty() || user_id.len() > MAX_USER_ID {
             return Err(format!("user_id must be 1-{MAX_USER_ID} bytes"));
         }
-        let user_info = d.user_info.map_or_else(|| "null".to_owned(), |i| i.get().to_owned());
+        let user_info = d
+            .user_info
+            .map_or_else(|| "null".to_owned(), |i| i.get().to_owned());
         if user_info.len() > MAX_USER_INFO {
             return Err(format!(
                 "user_info of {} bytes; at most {MAX_USER_INFO}",
@@ -331,7 +330,11 @@ pub fn connection_established(socket_id: &str, activity_timeout: u64) -> Vec<u8>
 
 /// `pusher:error`; `data` is an object here, as pusher-js expects.
 pub fn error(code: Option<u16>, text: &str) -> Vec<u8> {
-    message("pusher:error", None, &json!({"code": code, "message": text}))
+    message(
+        "pusher:error",
+        None,
+        &json!({"code": code, "message": text}),
+    )
 }
 
 pub fn pong() -> Vec<u8> {
@@ -463,14 +466,24 @@ mod tests {
         assert_eq!(kind("private-cache-a"), Some((Privacy::Private, true)));
         assert_eq!(kind("presence-a"), Some((Privacy::Presence, false)));
         assert_eq!(kind("presence-cache-a"), Some((Privacy::Presence, true)));
-        assert_eq!(kind("private-encrypted-a"), Some((Privacy::Encrypted, false)));
-        assert_eq!(kind("private-encrypted-cache-a"), Some((Privacy::Encrypted, true)));
+        assert_eq!(
+            kind("private-encrypted-a"),
+            Some((Privacy::Encrypted, false))
+        );
+        assert_eq!(
+            kind("private-encrypted-cache-a"),
+            Some((Privacy::Encrypted, true))
+        );
         assert_eq!(kind("a=b,c;d@e.f_g-h"), Some((Privacy::Public, false)));
         for bad in ["", "a b", "a:b", "#server-to-user-1", "é", &"x".repeat(201)] {
             assert_eq!(kind(bad), None, "{bad}");
         }
         assert!(ChannelKind::of(&"x".repeat(200)).is_some());
-        assert!(!ChannelKind::of("private-encrypted-a").unwrap().takes_client_events());
+        assert!(
+            !ChannelKind::of("private-encrypted-a")
+                .unwrap()
+                .takes_client_events()
+        );
         assert!(ChannelKind::of("presence-a").unwrap().takes_client_events());
         assert!(!ChannelKind::of("a").unwrap().needs_auth());
     }
@@ -481,19 +494,27 @@ mod tests {
             parse(br#"{"event":"pusher:ping","data":{}}"#),
             Ok(ClientMessage::Ping)
         ));
-        let sub = parse(
-            br#"{"event":"pusher:subscribe","data":{"channel":"private-a","auth":"k:s"}}"#,
-        )
-        .unwrap();
-        assert!(matches!(sub, ClientMessage::Subscribe { ref channel, auth: Some(_), channel_data: None } if channel == "private-a"));
+        let sub =
+            parse(br#"{"event":"pusher:subscribe","data":{"channel":"private-a","auth":"k:s"}}"#)
+                .unwrap();
+        assert!(
+            matches!(sub, ClientMessage::Subscribe { ref channel, auth: Some(_), channel_data: None } if channel == "private-a")
+        );
         // Data as a string holding JSON, as older clients send it.
         let sub = parse(br#"{"event":"pusher:subscribe","data":"{\"channel\":\"a\"}"}"#).unwrap();
         assert!(matches!(sub, ClientMessage::Subscribe { ref channel, .. } if channel == "a"));
-        let ev = parse(br#"{"event":"client-typing","channel":"private-a","data":{"x":1}}"#)
-            .unwrap();
+        let ev =
+            parse(br#"{"event":"client-typing","channel":"private-a","data":{"x":1}}"#).unwrap();
         match ev {
-            ClientMessage::ClientEvent { event, channel, data } => {
-                assert_eq!((event.as_str(), channel.as_str()), ("client-typing", "private-a"));
+            ClientMessage::ClientEvent {
+                event,
+                channel,
+                data,
+            } => {
+                assert_eq!(
+                    (event.as_str(), channel.as_str()),
+                    ("client-typing", "private-a")
+                );
                 assert_eq!(data.get(), r#"{"x":1}"#);
             }
             other => panic!("{other:?}"),
@@ -508,7 +529,10 @@ mod tests {
         ] {
             assert!(parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
         }
-        let long = format!(r#"{{"event":"client-{}","channel":"private-a","data":1}}"#, "x".repeat(200));
+        let long = format!(
+            r#"{{"event":"client-{}","channel":"private-a","data":1}}"#,
+            "x".repeat(200)
+        );
         assert!(parse(long.as_bytes()).is_err());
     }
 
@@ -549,7 +573,10 @@ mod tests {
         );
         let e = event("my-event", "c", r#""{\"a\":1}""#, Some("u"));
         let v: Value = serde_json::from_slice(&e).unwrap();
-        assert_eq!(v, json!({"event": "my-event", "channel": "c", "data": "{\"a\":1}", "user_id": "u"}));
+        assert_eq!(
+            v,
+            json!({"event": "my-event", "channel": "c", "data": "{\"a\":1}", "user_id": "u"})
+        );
         assert_eq!(&publication(Some("1.2"), b"{}")[..], b"1.2\n{}");
         assert_eq!(&publication(None, b"{}")[..], b"\n{}");
         assert!(is_socket_id("123.456"));

@@ -83,7 +83,11 @@ pub fn request_message(method: &str, path: &str, params: &[(String, String)]) ->
         .collect();
     pairs.sort();
     let query: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    format!("{}\n{path}\n{}", method.to_ascii_uppercase(), query.join("&"))
+    format!(
+        "{}\n{path}\n{}",
+        method.to_ascii_uppercase(),
+        query.join("&")
+    )
 }
 
 #[cfg(test)]
@@ -128,9 +132,8 @@ mod tests {
     #[test]
     fn the_channel_authorization_example_signs_as_documented() {
         let message = channel_message("1234.1234", "private-foobar", None);
-        let auth = format!(
-            "{KEY}:58df8b0c36d6982b82c3ecf6b4662e34fe8c25bba48f5369f135bf843651c3a4"
-        );
+        let auth =
+            format!("{KEY}:58df8b0c36d6982b82c3ecf6b4662e34fe8c25bba48f5369f135bf843651c3a4");
         assert!(check_auth(KEY, SECRET, &message, &auth));
         assert!(!check_auth("other-key", SECRET, &message, &auth));
         let other = channel_message("1234.1235", "private-foobar", None);

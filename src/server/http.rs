@@ -14,9 +14,9 @@ use actix_web::{App, HttpRequest, HttpResponse, web};
 
 use super::admission::Admission;
 use super::api;
-use super::pusher_api;
 use super::metrics::Metrics;
 use super::outbox::ConnSocket;
+use super::pusher_api;
 use super::registry::{Registry, Shutdown, Stats};
 use super::session::{Mode, Session, Setup, describe_peer};
 use crate::auth::{AuthError, Verifier};
@@ -24,9 +24,9 @@ use crate::channels::Channels;
 use crate::config::{Compression, Config, SessionConfig};
 use crate::console::Console;
 use crate::engine::Health;
-use crate::pusher::Apps;
 use crate::protocol::deflate::{Agreement, ServerSettings};
 use crate::protocol::handshake::{self, Refusal, UpgradeRequest};
+use crate::pusher::Apps;
 
 /// Everything the handlers share: one per server, cloned into each worker.
 #[derive(Clone)]

@@ -8,6 +8,7 @@
 //! unknown app id is a 404 before any signature is looked at.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use actix_web::http::{Method, StatusCode};
@@ -98,7 +99,10 @@ async fn connect(
     let app = match (state.pusher_apps().by_key(&key), protocol) {
         (None, _) => Err((
             code::APP_NOT_FOUND,
-            format!("app key {:?} does not exist", key.chars().take(64).collect::<String>()),
+            format!(
+                "app key {:?} does not exist",
+                key.chars().take(64).collect::<String>()
+            ),
         )),
         (Some(_), None) => Err((
             code::NO_PROTOCOL,
@@ -139,18 +143,21 @@ fn now_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// A request's query, decoded, in its order.
+type Params = Vec<(String, String)>;
+
 /// The app of the path's id, with the request's signature checked.
 fn authenticate<'a>(
     req: &HttpRequest,
     state: &'a AppState,
     id: &str,
     body: &[u8],
-) -> Result<(&'a std::sync::Arc<App>, Vec<(String, String)>), ApiError> {
+) -> Result<(&'a Arc<App>, Params), ApiError> {
     let app = state
         .pusher_apps()
         .by_id(id)
         .ok_or_else(|| api_error(StatusCode::NOT_FOUND, format!("unknown app id {id:?}")))?;
-    let params = web::Query::<Vec<(String, String)>>::from_query(req.query_string())
+    let params = web::Query::<Params>::from_query(req.query_string())
         .map_err(|e| bad(format!("bad query: {e}")))?
         .into_inner();
     let param = |name: &str| {
@@ -168,7 +175,9 @@ fn authenticate<'a>(
     if let Some(version) = param("auth_version")
         && version != "1.0"
     {
-        return Err(unauthorized(format!("auth_version {version:?}: only 1.0 is spoken")));
+        return Err(unauthorized(format!(
+            "auth_version {version:?}: only 1.0 is spoken"
+        )));
     }
     let timestamp = param("auth_timestamp")
         .and_then(|t| t.parse::<u64>().ok())
@@ -190,9 +199,13 @@ fn authenticate<'a>(
         }
         _ => {}
     }
-    let signature = param("auth_signature")
-        .ok_or_else(|| unauthorized("auth_signature is missing".into()))?;
-    let method = if req.method() == Method::POST { "POST" } else { "GET" };
+    let signature =
+        param("auth_signature").ok_or_else(|| unauthorized("auth_signature is missing".into()))?;
+    let method = if req.method() == Method::POST {
+        "POST"
+    } else {
+        "GET"
+    };
     let message = sign::request_message(method, req.path(), &params);
     if !sign::verify(&app.config.secret, message.as_bytes(), signature) {
         return Err(unauthorized(format!(
@@ -225,8 +238,13 @@ struct Batch {
 /// The `info` attributes asked for (`user_count`, `subscription_count`,
 /// `cache`).
 fn wanted(info: Option<&str>) -> HashSet<&str> {
-    info.map(|i| i.split(',').map(str::trim).filter(|s| !s.is_empty()).collect())
-        .unwrap_or_default()
+    info.map(|i| {
+        i.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect()
+    })
+    .unwrap_or_default()
 }
 
 /// An event, checked: its channels (Pusher names) and the publication
@@ -333,7 +351,10 @@ async fn attributes(
         if kind.privacy != Privacy::Presence {
             return Err(bad("user_count is only for presence channels"));
         }
-        out.insert("user_count".into(), user_ids(state, &channel).await?.len().into());
+        out.insert(
+            "user_count".into(),
+            user_ids(state, &channel).await?.len().into(),
+        );
     }
     if info.contains("subscription_count") {
         let subscribers = subscribers(state, &channel).await?;
@@ -378,7 +399,10 @@ async fn read(
     state: &AppState,
 ) -> Result<Bytes, ApiError> {
     body(payload, body_limit(state)).await.map_err(|e| {
-        log::info!("pusher API: refused a body from {}: {e}", describe_peer(req.peer_addr()));
+        log::info!(
+            "pusher API: refused a body from {}: {e}",
+            describe_peer(req.peer_addr())
+        );
         ApiError::from(e)
     })
 }
@@ -446,7 +470,10 @@ async fn batch_events(
         for (event, _) in &checked {
             trigger(&state, app, event).await?;
         }
-        if checked.iter().all(|(_, info)| wanted(info.as_deref()).is_empty()) {
+        if checked
+            .iter()
+            .all(|(_, info)| wanted(info.as_deref()).is_empty())
+        {
             return Ok(json!({}));
         }
         let mut out = Vec::with_capacity(checked.len());

@@ -18,9 +18,7 @@ use bytes::Bytes;
 use super::pubsub::SessionSink;
 use super::{CloseCause, Session, text_message};
 use crate::channels::{ChannelError, ChannelName, Channels, Publish, Source, Start, Subscriber};
-use crate::engine::{
-    Format, Frame, History, Kind, Member, PresenceEvent, Publication, text_frame,
-};
+use crate::engine::{Format, Frame, History, Kind, Member, PresenceEvent, Publication, text_frame};
 use crate::pusher::protocol::{self, ChannelKind, ClientMessage, MemberData, Privacy, code};
 use crate::pusher::{Admitted, App, sign};
 
@@ -191,8 +189,7 @@ impl Session {
             self.send_text(&error, ctx);
             return self.begin_close(ctx, close, message, CloseCause::Refused);
         }
-        let hello =
-            protocol::connection_established(&p.socket_id, p.activity_timeout.as_secs());
+        let hello = protocol::connection_established(&p.socket_id, p.activity_timeout.as_secs());
         self.send_text(&hello, ctx);
     }
 
@@ -293,7 +290,9 @@ impl Session {
                     return Err(refusal(
                         "AuthError",
                         401,
-                        format!("invalid signature for {name:?}: auth must be KEY:HMAC-SHA256 of {message:?}"),
+                        format!(
+                            "invalid signature for {name:?}: auth must be KEY:HMAC-SHA256 of {message:?}"
+                        ),
                     ));
                 }
             }
@@ -311,9 +310,9 @@ impl Session {
                 }
                 None => None,
             };
-            let channel = app.engine_name(&name).ok_or_else(|| {
-                refusal("InvalidChannel", 400, "the channel name is too long")
-            })?;
+            let channel = app
+                .engine_name(&name)
+                .ok_or_else(|| refusal("InvalidChannel", 400, "the channel name is too long"))?;
             let ns = p.channels.rules().namespace(&channel)?.clone();
             Ok((kind, channel, member, ns))
         })();
@@ -333,11 +332,18 @@ impl Session {
             member: member.clone(),
             active: false,
         });
-        let start = if kind.cache { Start::Last(1) } else { Start::Live };
+        let start = if kind.cache {
+            Start::Last(1)
+        } else {
+            Start::Live
+        };
         let channels = p.channels.clone();
         let max_members = app.config.max_presence_members;
         let work = async move {
-            let history = channels.clone().prepare(channel.clone(), new_hub, start).await?;
+            let history = channels
+                .clone()
+                .prepare(channel.clone(), new_hub, start)
+                .await?;
             let Some((member, data)) = member else {
                 return Ok((history, Vec::new()));
             };
@@ -395,7 +401,10 @@ impl Session {
             // connection's own among them) are no news.
             let mut users: HashMap<String, HashSet<String>> = HashMap::new();
             for (conn, m) in &members {
-                users.entry(m.user_id.clone()).or_default().insert(conn.clone());
+                users
+                    .entry(m.user_id.clone())
+                    .or_default()
+                    .insert(conn.clone());
             }
             p.sink.rosters.borrow_mut().insert(
                 joined.channel.clone(),
@@ -454,7 +463,10 @@ impl Session {
         let Some(app) = p.app.clone() else { return };
         let checked = (|| {
             if !app.config.client_events {
-                return Err((None, "client events are not enabled for this app (client_events = false)".to_owned()));
+                return Err((
+                    None,
+                    "client events are not enabled for this app (client_events = false)".to_owned(),
+                ));
             }
             let joined = p
                 .joined
@@ -493,7 +505,10 @@ impl Session {
             p.window.1 += 1;
             let user_id = joined.member.as_ref().map(|(_, m)| m.user_id.as_str());
             let message = protocol::event(&event, &name, data, user_id);
-            Ok((joined.channel.clone(), protocol::publication(Some(&p.socket_id), &message)))
+            Ok((
+                joined.channel.clone(),
+                protocol::publication(Some(&p.socket_id), &message),
+            ))
         })();
         let (channel, data) = match checked {
             Ok(publish) => publish,
