@@ -529,3 +529,20 @@ fn a_bad_pusher_config_exits_2_naming_the_key() {
         assert!(stderr.contains("bad.toml"), "{stderr}");
     }
 }
+
+#[test]
+fn the_shipped_commented_pusher_app_example_is_a_valid_app() {
+    let shipped = std::fs::read_to_string(tools::root().join("config/wsd.toml")).unwrap();
+    let example: String = shipped
+        .lines()
+        .skip_while(|l| *l != "# [[pusher.app]]")
+        .take_while(|l| l.starts_with("# "))
+        .map(|l| format!("{}\n", &l[2..]))
+        .collect();
+    assert!(example.contains("secret"), "no example found");
+    let config = Config::parse(&example, std::path::Path::new("example.toml"))
+        .unwrap_or_else(|e| panic!("{e}\n{example}"));
+    assert_eq!(config.pusher.app.len(), 1);
+    assert_eq!(config.pusher.app[0].id, 1001);
+    assert_eq!(config.pusher.app[0].max_event_size, 10 * 1024);
+}

@@ -361,9 +361,9 @@ impl Session {
                     format!("the presence channel is full (max_presence_members = {max_members})"),
                 ));
             }
-            let conn = member.conn.clone();
-            channels.presence_add(&channel, member).await?;
-            members.push((conn, data));
+            // Joined in `pusher_subscribed`, which knows whether this
+            // connection is still subscribed by then.
+            members.push((member.conn, data));
             Ok((history, members))
         };
         ctx.spawn(work.into_actor(self).map(move |result, act, ctx| {
@@ -382,7 +382,7 @@ impl Session {
             return;
         };
         let Some(i) = p.joined.iter().position(|j| j.name == name) else {
-            // Unsubscribed meanwhile (which took back any member it added).
+            // Unsubscribed meanwhile: nothing was joined yet.
             return;
         };
         let (history, members) = match result {
@@ -395,6 +395,9 @@ impl Session {
         };
         let joined = &mut p.joined[i];
         joined.active = true;
+        if let Some((member, _)) = &joined.member {
+            spawn_logged(p.channels.presence_add(&joined.channel, member.clone()));
+        }
         let reply = if joined.member.is_some() {
             // The roster starts with the connections the engine listed, so
             // that their join events (some may still be on the way, this
