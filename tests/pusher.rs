@@ -148,6 +148,22 @@ fn laravel_echo_presence_members_whispers_and_channel_info() {
 }
 
 #[test]
+fn signin_server_to_user_messages_and_terminate_connections() {
+    let wsd = TestWsd::start(config());
+    let out = node_suite("users", &host_port(&wsd));
+    assert_ran(
+        &out,
+        &[
+            "pusher:signin with the SDK authenticateUser",
+            "sendToUser: a server-to-user message reaches the signed-in user",
+            "cannot subscribe to the user's channel",
+            "a forged signin is refused with 4009",
+            "terminate_connections closes every connection of the user",
+        ],
+    );
+}
+
+#[test]
 fn the_http_api_checks_signatures_timestamps_app_ids_and_limits() {
     let wsd = TestWsd::start(config());
     let out = node_suite("signatures", &host_port(&wsd));

@@ -6,9 +6,10 @@
 //! `pusher.ID:NAME`, and `pusher.ID.cache:NAME` for `cache-` channels
 //! (which keep their last event). So they share the engine with every
 //! other channel (scale-out over Redis, metrics, the console) and two apps
-//! never see each other's channels. Pusher names may hold `= , ;`, which
+//! never see each other's channels. Pusher names may hold `= , ; #`, which
 //! engine names may not, and may not hold `:`, which engine names may: each
-//! of the three is written as `:` and a letter.
+//! of the four is written as `:` and a letter. (`:t` starts the control
+//! channels of signed-in users, which no Pusher name maps to.)
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -76,6 +77,7 @@ impl App {
                 '=' => out.push_str(":e"),
                 ',' => out.push_str(":c"),
                 ';' => out.push_str(":s"),
+                '#' => out.push_str(":h"),
                 c => out.push(c),
             }
         }
@@ -102,10 +104,21 @@ impl App {
                 'e' => '=',
                 'c' => ',',
                 's' => ';',
+                'h' => '#',
                 _ => return None,
             });
         }
         Some(out)
+    }
+
+    /// The engine channel that tells every connection signed in as `user`
+    /// to close (`terminate_connections`): none of the escapes a Pusher
+    /// name makes, so no Pusher channel maps to it.
+    pub fn control_name(&self, user: &str) -> Option<ChannelName> {
+        let name = format!("{}:t{user}", self.prefix);
+        (name.len() <= MAX_NAME && ChannelKind::of(&format!("#server-to-user-{user}")).is_some())
+            .then(|| ChannelName::parse(&name).ok())
+            .flatten()
     }
 
     /// The connections open now on this instance.
@@ -218,6 +231,14 @@ mod tests {
             app.engine_name(&"=".repeat(200)).is_none(),
             "too long escaped"
         );
+        let control = app.control_name("u1").unwrap();
+        assert_eq!(control.as_str(), "pusher.7::tu1");
+        assert_eq!(
+            app.pusher_name(&control),
+            None,
+            "no Pusher channel maps to it"
+        );
+        assert!(app.control_name("a b").is_none());
         let other = ChannelName::parse("pusher.8:lobby").unwrap();
         assert_eq!(app.pusher_name(&other), None);
     }

@@ -50,7 +50,13 @@ pub enum Privacy {
     /// `private-encrypted-`: as private; the payloads are end-to-end
     /// encrypted and the server never reads them.
     Encrypted,
+    /// `#server-to-user-ID`: a signed-in user's own channel, for the
+    /// server's messages to that user.
+    User,
 }
+
+/// The prefix of a user's own channel.
+pub const USER_CHANNEL: &str = "#server-to-user-";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChannelKind {
@@ -64,14 +70,24 @@ impl ChannelKind {
     /// The kind of a channel name, `None` if the name is not valid (1-200
     /// of `A-Z a-z 0-9 _ - = @ , . ;`).
     pub fn of(name: &str) -> Option<ChannelKind> {
-        let valid = !name.is_empty()
+        let (user, checked) = match name.strip_prefix(USER_CHANNEL) {
+            Some(id) => (true, id),
+            None => (false, name),
+        };
+        let valid = !checked.is_empty()
             && name.len() <= MAX_NAME
-            && name.bytes().all(|b| {
+            && checked.bytes().all(|b| {
                 b.is_ascii_alphanumeric()
                     || matches!(b, b'_' | b'-' | b'=' | b'@' | b',' | b'.' | b';')
             });
         if !valid {
             return None;
+        }
+        if user {
+            return Some(ChannelKind {
+                privacy: Privacy::User,
+                cache: false,
+            });
         }
         let (privacy, rest) = if let Some(rest) = name.strip_prefix("private-encrypted-") {
             (Privacy::Encrypted, rest)
@@ -88,9 +104,13 @@ impl ChannelKind {
         })
     }
 
-    /// Whether subscribing needs a signature.
+    /// Whether subscribing needs a channel signature (a user's channel
+    /// needs the connection signed in as that user instead).
     pub fn needs_auth(self) -> bool {
-        self.privacy != Privacy::Public
+        matches!(
+            self.privacy,
+            Privacy::Private | Privacy::Presence | Privacy::Encrypted
+        )
     }
 
     /// Whether client events may be sent on it.
@@ -242,6 +262,27 @@ pub fn parse(text: &[u8]) -> Result<ClientMessage, Refused> {
             ));
         }
     })
+}
+
+/// A signed-in user, from the signed `user_data` of `pusher:signin`.
+pub fn signin_user(user_data: &str) -> Result<String, String> {
+    #[derive(Deserialize)]
+    struct Data {
+        id: Value,
+    }
+    let d: Data = serde_json::from_str(user_data)
+        .map_err(|e| format!("user_data is not {{\"id\":..}}: {e}"))?;
+    let id = match d.id {
+        Value::String(s) => s,
+        _ => return Err("user_data's id must be a string".into()),
+    };
+    if id.is_empty() || id.len() > MAX_USER_ID {
+        return Err(format!("the user id must be 1-{MAX_USER_ID} bytes"));
+    }
+    if ChannelKind::of(&format!("{USER_CHANNEL}{id}")).is_none() {
+        return Err("the user id may hold only A-Z a-z 0-9 _ - = @ , . ;".into());
+    }
+    Ok(id)
 }
 
 /// A presence member, from the signed `channel_data`.
@@ -475,7 +516,23 @@ mod tests {
             Some((Privacy::Encrypted, true))
         );
         assert_eq!(kind("a=b,c;d@e.f_g-h"), Some((Privacy::Public, false)));
-        for bad in ["", "a b", "a:b", "#server-to-user-1", "é", &"x".repeat(201)] {
+        assert_eq!(kind("#server-to-user-u1"), Some((Privacy::User, false)));
+        assert_eq!(
+            signin_user(r#"{"id":"u1","user_info":{}}"#),
+            Ok("u1".to_owned())
+        );
+        for bad in [r#"{"id":1}"#, r#"{"id":""}"#, r#"{"id":"a b"}"#, "{}", "x"] {
+            assert!(signin_user(bad).is_err(), "{bad}");
+        }
+        for bad in [
+            "",
+            "a b",
+            "a:b",
+            "#server-to-user-",
+            "#other",
+            "é",
+            &"x".repeat(201),
+        ] {
             assert_eq!(kind(bad), None, "{bad}");
         }
         assert!(ChannelKind::of(&"x".repeat(200)).is_some());

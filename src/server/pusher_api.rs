@@ -1,7 +1,7 @@
 //! The Pusher endpoints: the WebSocket upgrade at `/app/KEY` and the HTTP
 //! API the official server SDKs call, under `/apps/ID/`: trigger events
-//! (one, or a batch), and read the channels, one channel, and a presence
-//! channel's users.
+//! (one, or a batch), read the channels, one channel, and a presence
+//! channel's users, and terminate a signed-in user's connections.
 //!
 //! Every API request is signed with the app's secret (`auth_key`,
 //! `auth_timestamp`, `auth_version`, `body_md5`, `auth_signature`); an
@@ -76,7 +76,11 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
         .route("/apps/{id}/batch_events", web::post().to(batch_events))
         .route("/apps/{id}/channels", web::get().to(channels))
         .route("/apps/{id}/channels/{name}", web::get().to(channel))
-        .route("/apps/{id}/channels/{name}/users", web::get().to(users));
+        .route("/apps/{id}/channels/{name}/users", web::get().to(users))
+        .route(
+            "/apps/{id}/users/{user}/terminate_connections",
+            web::post().to(terminate),
+        );
 }
 
 #[derive(Deserialize)]
@@ -610,6 +614,40 @@ async fn users(
             .map(|id| json!({"id": id}))
             .collect();
         Ok(json!({"users": users}))
+    };
+    answer(run.await)
+}
+
+/// `POST /apps/ID/users/USER/terminate_connections`: closes every
+/// connection signed in as USER, on every instance (through the user's
+/// control channel in the engine).
+async fn terminate(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> HttpResponse {
+    let (id, user) = path.into_inner();
+    let run = async {
+        let body = read(&req, payload, &state).await?;
+        let (app, _) = authenticate(&req, &state, &id, &body)?;
+        let control = app
+            .control_name(&user)
+            .ok_or_else(|| bad(format!("invalid user id {user:?}")))?;
+        state
+            .channels()
+            .publish(
+                Publish {
+                    channel: control,
+                    kind: Kind::Text,
+                    data: protocol::publication(None, b"{}"),
+                    source: Source::Http,
+                    idempotency_key: None,
+                },
+                false,
+            )
+            .await?;
+        Ok(json!({}))
     };
     answer(run.await)
 }

@@ -300,4 +300,73 @@ async function redis(hostA, portA, hostB, portB) {
   onB.disconnect();
 }
 
-main({ basics, presence, signatures, redis });
+async function users(host, port) {
+  const server = sdk(host, port);
+  const signedIn = (user, sign) => client(host, port, {
+    userAuthentication: {
+      customHandler: ({ socketId }, callback) => callback(null, sign
+        ? sign(socketId)
+        : server.authenticateUser(socketId, { id: user, user_info: { name: user } })),
+    },
+  });
+  const a = signedIn('u1');
+  const b = signedIn('u1');
+  const other = signedIn('u2');
+  for (const p of [a, b, other]) p.signin();
+  await within('signin', Promise.all([a, b, other].map(async (p) => {
+    await connected(p);
+    await p.user.signinDonePromise;
+  })));
+  if (a.user.user_data.id !== 'u1') fail(`user_data ${JSON.stringify(a.user.user_data)}`);
+  ok('pusher:signin with the SDK authenticateUser: signin_success');
+
+  // pusher-js subscribes to #server-to-user-ID on its own once signed in.
+  await within('the user channel', new Promise((resolve) => {
+    const check = () => (a.user.serverToUserChannel?.subscribed ? resolve() : setTimeout(check, 20));
+    check();
+  }));
+  const got = within('the message to u1', new Promise((resolve) => a.user.bind('notice', resolve)));
+  await server.sendToUser('u1', 'notice', { text: 'for u1' });
+  if ((await got).text !== 'for u1') fail('sendToUser data');
+  ok('sendToUser: a server-to-user message reaches the signed-in user');
+
+  // pusher-js will not subscribe to such a name itself: sent raw.
+  const stranger = client(host, port);
+  await connected(stranger);
+  const refused = within('the refusal', new Promise((resolve) => {
+    stranger.connection.bind('message', (m) => {
+      if (m.event === 'pusher:subscription_error') resolve(m.data);
+    });
+  }));
+  stranger.send_event('pusher:subscribe', { channel: '#server-to-user-u1' });
+  const refusal = await refused;
+  if (refusal.status !== 401) fail(`someone else's user channel: ${JSON.stringify(refusal)}`);
+  ok("a connection that did not sign in as the user cannot subscribe to the user's channel");
+
+  const forged = signedIn('u3', () => ({ auth: `${APP.key}:${'0'.repeat(64)}`, user_data: '{"id":"u3"}' }));
+  forged.signin();
+  const closed = within('the 4009 close', new Promise((resolve) => {
+    forged.connection.bind('error', (e) => {
+      const c = e?.error?.data?.code ?? e?.data?.code;
+      if (c) resolve(c);
+    });
+  }));
+  if ((await closed) !== 4009) fail('forged signin');
+  ok('a forged signin is refused with 4009');
+  forged.disconnect();
+
+  const gone = (p) => within('the terminated connection', new Promise((resolve) => {
+    p.connection.bind('state_change', ({ current }) => {
+      if (current !== 'connected') resolve(current);
+    });
+  }));
+  const goneA = gone(a);
+  const goneB = gone(b);
+  await server.terminateUserConnections('u1');
+  await Promise.all([goneA, goneB]);
+  if (other.connection.state !== 'connected') fail('u2 was terminated too');
+  ok("terminate_connections closes every connection of the user, and no one else's");
+  for (const p of [a, b, other, stranger]) p.disconnect();
+}
+
+main({ basics, presence, signatures, redis, users });

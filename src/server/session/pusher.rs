@@ -46,6 +46,35 @@ pub(super) struct PusherState {
     joined: Vec<Joined>,
     /// The current second of client events, and how many were sent in it.
     window: (Instant, u32),
+    /// After `pusher:signin`: the user, and the control channel through
+    /// which `terminate_connections` reaches this connection.
+    user: Option<(String, ChannelName)>,
+}
+
+/// `terminate_connections` named this connection's user.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(super) struct Terminate;
+
+/// What a signed-in connection's control channel delivers to: anything
+/// published there means "close".
+struct ControlSink {
+    addr: Addr<Session>,
+}
+
+impl Subscriber for ControlSink {
+    fn push(&self, _frame: &Frame) -> bool {
+        true
+    }
+
+    fn push_publication(&self, _p: &Publication, _format: Format) -> bool {
+        self.addr.do_send(Terminate);
+        true
+    }
+
+    fn overflowed(&self) {}
+
+    fn lost(&self) {}
 }
 
 struct Joined {
@@ -151,6 +180,7 @@ impl PusherState {
             activity_timeout: setup.activity_timeout,
             joined: Vec::new(),
             window: (Instant::now(), 0),
+            user: None,
         }
     }
 }
@@ -206,6 +236,9 @@ impl Session {
             }
         }
         p.sink.rosters.borrow_mut().clear();
+        if let Some((_, control)) = p.user.take() {
+            p.channels.leave(&control, key);
+        }
     }
 
     fn pusher_error(&mut self, code: Option<u16>, message: &str, ctx: &mut Context<Self>) {
@@ -225,11 +258,9 @@ impl Session {
                 channel_data,
             }) => self.pusher_subscribe(channel, auth, channel_data, ctx),
             Ok(ClientMessage::Unsubscribe { channel }) => self.pusher_unsubscribe(&channel),
-            Ok(ClientMessage::Signin { .. }) => self.pusher_error(
-                None,
-                "pusher:signin (user authentication) is not supported by this server",
-                ctx,
-            ),
+            Ok(ClientMessage::Signin { auth, user_data }) => {
+                self.pusher_signin(&auth, &user_data, ctx)
+            }
             Ok(ClientMessage::ClientEvent {
                 event,
                 channel,
@@ -272,6 +303,17 @@ impl Session {
                     "a channel name is 1-200 characters of A-Z a-z 0-9 _ - = @ , . ;",
                 )
             })?;
+            if kind.privacy == Privacy::User {
+                let wanted = &name[protocol::USER_CHANNEL.len()..];
+                if p.user.as_ref().map(|(id, _)| id.as_str()) != Some(wanted) {
+                    return Err(refusal(
+                        "AuthError",
+                        401,
+                        "a user's channel is for a connection signed in as that user \
+                         (pusher:signin)",
+                    ));
+                }
+            }
             let presence = kind.privacy == Privacy::Presence;
             let channel_data = channel_data.filter(|_| presence);
             if presence && channel_data.is_none() {
@@ -455,6 +497,92 @@ impl Session {
         }
     }
 
+    /// `pusher:signin`: checks the signature of the user data, joins the
+    /// user's control channel, then answers `pusher:signin_success`. A bad
+    /// signature closes the connection with 4009, as the reference says.
+    fn pusher_signin(&mut self, auth: &str, user_data: &str, ctx: &mut Context<Self>) {
+        let key = self.id;
+        let addr = ctx.address();
+        let Some(p) = self.pusher.as_mut() else {
+            return;
+        };
+        let Some(app) = p.app.clone() else { return };
+        if p.user.is_some() {
+            return self.pusher_error(None, "this connection is signed in already", ctx);
+        }
+        let message = sign::signin_message(&p.socket_id, user_data);
+        let checked = if sign::check_auth(&app.config.key, &app.config.secret, &message, auth) {
+            protocol::signin_user(user_data).and_then(|id| {
+                let control = app
+                    .control_name(&id)
+                    .ok_or_else(|| "the user id is too long".to_owned())?;
+                Ok((id, control))
+            })
+        } else {
+            Err(format!(
+                "invalid signin signature: auth must be KEY:HMAC-SHA256 of {message:?}"
+            ))
+        };
+        let (id, control) = match checked {
+            Ok(signed) => signed,
+            Err(why) => {
+                log::info!(
+                    "session {} from {}: signin refused: {why}",
+                    self.id,
+                    self.peer()
+                );
+                self.pusher_error(Some(code::UNAUTHORIZED), &why, ctx);
+                return self.begin_close(
+                    ctx,
+                    code::UNAUTHORIZED,
+                    "unauthorized",
+                    CloseCause::Refused,
+                );
+            }
+        };
+        let joined = p
+            .channels
+            .rules()
+            .namespace(&control)
+            .cloned()
+            .and_then(|ns| {
+                p.channels.join(
+                    &control,
+                    &ns,
+                    key,
+                    Rc::new(ControlSink { addr }),
+                    Format::Pusher,
+                )
+            });
+        let new_hub = match joined {
+            Ok(new_hub) => new_hub,
+            Err(e) => return self.pusher_error(None, &format!("signin failed: {e}"), ctx),
+        };
+        p.user = Some((id, control.clone()));
+        let prepare = p
+            .channels
+            .clone()
+            .prepare(control.clone(), new_hub, Start::Live);
+        let user_data = user_data.to_owned();
+        ctx.spawn(prepare.into_actor(self).map(move |history, act, ctx| {
+            let Some(p) = act.pusher.as_mut() else { return };
+            if p.user.as_ref().is_none_or(|(_, c)| *c != control) {
+                return;
+            }
+            match history {
+                Ok(history) => {
+                    p.channels.activate(&control, key, &history);
+                    act.send_text(&protocol::signin_success(&user_data), ctx);
+                }
+                Err(e) => {
+                    p.channels.leave(&control, key);
+                    p.user = None;
+                    act.pusher_error(None, &format!("signin failed: {e}"), ctx);
+                }
+            }
+        }));
+    }
+
     /// A `client-*` event: published to the channel's other subscribers,
     /// if the app allows client events, the channel is a private or
     /// presence one this connection is subscribed to, and it is within
@@ -532,6 +660,26 @@ impl Session {
                 act.pusher_error(None, &format!("the event was not sent: {e}"), ctx);
             }
         }));
+    }
+}
+
+impl Handler<Terminate> for Session {
+    type Result = ();
+
+    fn handle(&mut self, _: Terminate, ctx: &mut Self::Context) {
+        if self.ending.is_none() {
+            log::info!(
+                "session {} from {}: its user's connections were terminated",
+                self.id,
+                self.peer()
+            );
+            self.begin_close(
+                ctx,
+                code::UNAUTHORIZED,
+                "terminated by the server",
+                CloseCause::Refused,
+            );
+        }
     }
 }
 
