@@ -286,6 +286,9 @@ pub struct PusherAppConfig {
     /// The largest event `data`, from the HTTP API or a client.
     #[serde(with = "human_size")]
     pub max_event_size: usize,
+    /// URLs (`http://` or `https://`) that get the app's webhook events,
+    /// batched and signed, POSTed with retries.
+    pub webhooks: Vec<String>,
 }
 
 impl Default for PusherAppConfig {
@@ -298,6 +301,7 @@ impl Default for PusherAppConfig {
             max_connections: 0,
             max_presence_members: 100,
             max_event_size: 10 * 1024,
+            webhooks: Vec::new(),
         }
     }
 }
@@ -797,6 +801,20 @@ impl Config {
                         self.session.max_message_size, app.max_event_size
                     ),
                 ));
+            }
+        }
+        for (i, app) in p.app.iter().enumerate() {
+            for (j, url) in app.webhooks.iter().enumerate() {
+                let ok = (url.starts_with("http://") || url.starts_with("https://"))
+                    && url
+                        .parse::<actix_web::http::Uri>()
+                        .is_ok_and(|u| u.host().is_some());
+                if !ok {
+                    return Err(invalid(
+                        format!("pusher.app[{i}].webhooks[{j}]"),
+                        format!("expected an http:// or https:// URL, got {url:?}"),
+                    ));
+                }
             }
         }
         if !p.app.is_empty()

@@ -164,6 +164,30 @@ fn signin_server_to_user_messages_and_terminate_connections() {
 }
 
 #[test]
+fn webhooks_are_batched_signed_and_retried() {
+    // A free port for the script's receiver, named in the config first.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let mut config = config();
+    config.pusher.app[0].webhooks = vec![format!("http://127.0.0.1:{port}/pusher/webhook")];
+    let wsd = TestWsd::start(config);
+    let mut args = host_port(&wsd);
+    args.push(port.to_string());
+    let out = node_suite("webhooks", &args);
+    assert_ran(
+        &out,
+        &[
+            "channel_occupied, POSTed again after the receiver failed once, signed",
+            "member_added for each user",
+            "client_event with its channel, event, data, socket_id and user_id",
+            "member_removed and channel_vacated",
+        ],
+    );
+}
+
+#[test]
 fn the_http_api_checks_signatures_timestamps_app_ids_and_limits() {
     let wsd = TestWsd::start(config());
     let out = node_suite("signatures", &host_port(&wsd));
@@ -530,6 +554,11 @@ fn a_bad_pusher_config_exits_2_naming_the_key() {
         (
             "[[pusher.app]]\nid = 1\nkey = \"k\"\nsecret = \"0123456789abcdef\"\nwebhook = 1\n",
             "pusher.app[0].webhook",
+        ),
+        (
+            "[[pusher.app]]\nid = 1\nkey = \"k\"\nsecret = \"0123456789abcdef\"\n\
+             webhooks = [\"ftp://x\"]\n",
+            "pusher.app[0].webhooks[0]",
         ),
     ] {
         let path: PathBuf = dir.path().join("bad.toml");

@@ -114,6 +114,11 @@ impl Channels {
         self.metrics.channels_active.get()
     }
 
+    /// Subscribers of `channel` on this node.
+    pub fn local_subscribers(&self, channel: &ChannelName) -> usize {
+        self.router.subscribers(channel)
+    }
+
     fn hub(&self) -> Rc<Hub> {
         Hub::current(&self.router, &self.metrics)
     }

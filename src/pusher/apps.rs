@@ -16,9 +16,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use tokio::sync::mpsc;
+
 use super::protocol::ChannelKind;
+use super::webhook::WebhookEvent;
 use crate::channels::{ChannelName, MAX_NAME};
 use crate::config::{Access, NamespaceConfig, PusherAppConfig, PusherConfig};
+
+/// Webhook events that may wait for the app's sender; more are dropped
+/// (with a warning), so a backend that is down cannot grow memory.
+pub const WEBHOOK_QUEUE: usize = 10_000;
 
 /// How long a cache channel keeps its last event (as the hosted service).
 pub const CACHE_TTL: Duration = Duration::from_secs(30 * 60);
@@ -31,6 +38,8 @@ pub struct App {
     /// `pusher.ID:` and `pusher.ID.cache:`.
     prefix: String,
     cache_prefix: String,
+    /// To the app's webhook sender, when it has webhooks.
+    webhooks: Option<mpsc::Sender<WebhookEvent>>,
 }
 
 /// One connection counted against the app's `max_connections`, until
@@ -45,12 +54,31 @@ impl Drop for Admitted {
 }
 
 impl App {
-    fn new(config: PusherAppConfig) -> App {
+    fn new(config: PusherAppConfig, webhooks: Option<mpsc::Sender<WebhookEvent>>) -> App {
         App {
             prefix: format!("pusher.{}:", config.id),
             cache_prefix: format!("pusher.{}.cache:", config.id),
             config,
             connections: AtomicUsize::new(0),
+            webhooks,
+        }
+    }
+
+    /// Whether the app has webhooks (so that events need not be made).
+    pub fn has_webhooks(&self) -> bool {
+        self.webhooks.is_some()
+    }
+
+    /// Queues a webhook event for the app's sender; dropped when the queue
+    /// is full.
+    pub fn webhook(&self, event: WebhookEvent) {
+        if let Some(tx) = &self.webhooks
+            && tx.try_send(event).is_err()
+        {
+            log::warn!(
+                "pusher app {}: webhook queue full ({WEBHOOK_QUEUE} events); dropping one",
+                self.config.id
+            );
         }
     }
 
@@ -134,15 +162,29 @@ pub struct Apps {
     by_id: HashMap<u64, Arc<App>>,
 }
 
+/// An app's webhook events, for its sender.
+pub type WebhookQueue = (Arc<App>, mpsc::Receiver<WebhookEvent>);
+
 impl Apps {
-    pub fn new(config: &PusherConfig) -> Apps {
+    /// The apps, and the queues of those with webhooks.
+    pub fn new(config: &PusherConfig) -> (Apps, Vec<WebhookQueue>) {
         let mut apps = Apps::default();
+        let mut queues = Vec::new();
         for app in &config.app {
-            let app = Arc::new(App::new(app.clone()));
+            let (tx, rx) = if app.webhooks.is_empty() {
+                (None, None)
+            } else {
+                let (tx, rx) = mpsc::channel(WEBHOOK_QUEUE);
+                (Some(tx), Some(rx))
+            };
+            let app = Arc::new(App::new(app.clone(), tx));
+            if let Some(rx) = rx {
+                queues.push((app.clone(), rx));
+            }
             apps.by_key.insert(app.config.key.clone(), app.clone());
             apps.by_id.insert(app.config.id, app);
         }
-        apps
+        (apps, queues)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -200,13 +242,16 @@ mod tests {
     use super::*;
 
     fn app(max_connections: usize) -> Arc<App> {
-        Arc::new(App::new(PusherAppConfig {
-            id: 7,
-            key: "k".into(),
-            secret: "s".repeat(16),
-            max_connections,
-            ..PusherAppConfig::default()
-        }))
+        Arc::new(App::new(
+            PusherAppConfig {
+                id: 7,
+                key: "k".into(),
+                secret: "s".repeat(16),
+                max_connections,
+                ..PusherAppConfig::default()
+            },
+            None,
+        ))
     }
 
     #[test]

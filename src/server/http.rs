@@ -76,6 +76,10 @@ impl AppState {
             metrics.redis.clone(),
         )
         .map_err(StartError::Engine)?;
+        let (pusher, webhooks) = Apps::new(&config.pusher);
+        for (app, queue) in webhooks {
+            actix_rt::spawn(super::pusher_webhooks::deliver(app, queue));
+        }
         let mut node = [0u8; 4];
         // Without randomness, the clock's nanoseconds do as well for this.
         let pusher_node = match getrandom::fill(&mut node) {
@@ -86,7 +90,7 @@ impl AppState {
         } % 1_000_000_000;
         Ok(AppState {
             console: Arc::new(Console::new(&config)),
-            pusher: Arc::new(Apps::new(&config.pusher)),
+            pusher: Arc::new(pusher),
             pusher_node,
             channels,
             verifier,

@@ -6,6 +6,8 @@
 //! - `pusher_api`: the Pusher endpoints: `/app/KEY` connections and the
 //!   Pusher HTTP API under `/apps/ID/` (the session mode is
 //!   `session/pusher.rs`; the protocol itself is [`crate::pusher`]).
+//! - `pusher_webhooks`: each Pusher app's webhook sender (batches, signs,
+//!   retries).
 //! - `session`: the actor that owns one WebSocket connection, and
 //!   [`CloseCause`].
 //! - `outbox`: a session's bounded send queue and the response body that
@@ -25,6 +27,7 @@ mod http;
 mod metrics;
 mod outbox;
 mod pusher_api;
+mod pusher_webhooks;
 mod registry;
 mod session;
 

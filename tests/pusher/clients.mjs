@@ -2,6 +2,7 @@
 // pinned in package-lock.json) against a real wsd. Each suite prints
 // `ok - ...` per check; tests/pusher.rs runs them and asserts on the lines.
 import crypto from 'node:crypto';
+import http from 'node:http';
 import Echo from 'laravel-echo';
 import Pusher from 'pusher-js';
 import {
@@ -369,4 +370,68 @@ async function users(host, port) {
   for (const p of [a, b, other, stranger]) p.disconnect();
 }
 
-main({ basics, presence, signatures, redis, users });
+async function webhooks(host, port, hookPort) {
+  const server = sdk(host, port);
+  const events = [];
+  let requests = 0;
+  let waiters = [];
+  const receiver = http.createServer((req, res) => {
+    let body = '';
+    req.on('data', (c) => { body += c; });
+    req.on('end', () => {
+      requests += 1;
+      // The first POST fails: wsd must retry it.
+      if (requests === 1) {
+        res.writeHead(500).end();
+        return;
+      }
+      const hook = server.webhook({ headers: req.headers, rawBody: body });
+      if (!hook.isValid()) {
+        console.error(`not ok - an invalid webhook signature: ${JSON.stringify(req.headers)}`);
+        process.exit(1);
+      }
+      events.push(...hook.getEvents());
+      res.writeHead(200).end('{}');
+      waiters = waiters.filter((w) => !w());
+    });
+  });
+  await new Promise((resolve) => receiver.listen(Number(hookPort), '127.0.0.1', resolve));
+  const seen = (what, test) => within(what, new Promise((resolve) => {
+    const check = () => {
+      const e = events.find(test);
+      if (e) resolve(e);
+      return !!e;
+    };
+    if (!check()) waiters.push(check);
+  }), 20000);
+
+  const a = client(host, port, { presence: { user_id: 'alice', user_info: {} } });
+  const b = client(host, port, { presence: { user_id: 'bob', user_info: {} } });
+  await subscribed(a, 'lobby');
+  await seen('channel_occupied', (e) => e.name === 'channel_occupied' && e.channel === 'lobby');
+  ok('channel_occupied, POSTed again after the receiver failed once, signed (the SDK verifies it)');
+  const roomA = await subscribed(a, 'presence-room');
+  await seen('member_added', (e) => e.name === 'member_added' && e.user_id === 'alice');
+  await subscribed(b, 'presence-room');
+  await seen('member_added bob', (e) => e.name === 'member_added' && e.user_id === 'bob');
+  ok('member_added for each user joining a presence channel');
+  roomA.trigger('client-ping', { n: 1 });
+  const ce = await seen('client_event', (e) => e.name === 'client_event');
+  if (ce.event !== 'client-ping' || ce.user_id !== 'alice' || JSON.parse(ce.data).n !== 1) {
+    fail(`client_event ${JSON.stringify(ce)}`);
+  }
+  if (ce.socket_id !== a.connection.socket_id) fail('client_event socket_id');
+  ok('client_event with its channel, event, data, socket_id and user_id');
+  a.disconnect();
+  await seen('member_removed', (e) => e.name === 'member_removed' && e.user_id === 'alice');
+  await seen('channel_vacated', (e) => e.name === 'channel_vacated' && e.channel === 'lobby');
+  ok('member_removed and channel_vacated when the last connection leaves');
+  if (events.some((e) => e.name === 'channel_vacated' && e.channel === 'presence-room')) {
+    fail('presence-room vacated while bob is in it');
+  }
+  b.disconnect();
+  await seen('presence-room vacated', (e) => e.name === 'channel_vacated' && e.channel === 'presence-room');
+  receiver.close();
+}
+
+main({ basics, presence, signatures, redis, users, webhooks });

@@ -20,6 +20,7 @@ use super::{CloseCause, Session, text_message};
 use crate::channels::{ChannelError, ChannelName, Channels, Publish, Source, Start, Subscriber};
 use crate::engine::{Format, Frame, History, Kind, Member, PresenceEvent, Publication, text_frame};
 use crate::pusher::protocol::{self, ChannelKind, ClientMessage, MemberData, Privacy, code};
+use crate::pusher::webhook::WebhookEvent;
 use crate::pusher::{Admitted, App, sign};
 
 /// What the upgrade handler decided for a Pusher connection.
@@ -185,6 +186,47 @@ impl PusherState {
     }
 }
 
+impl PusherState {
+    /// Leaves a channel this connection had joined: its subscription, its
+    /// presence member, and the webhooks that makes.
+    fn left(&mut self, joined: Joined, key: u64) {
+        self.channels.leave(&joined.channel, key);
+        let roster = self.sink.rosters.borrow_mut().remove(&joined.channel);
+        if let Some((member, data)) = joined.member {
+            spawn_logged(
+                self.channels
+                    .presence_remove(&joined.channel, member.clone()),
+            );
+            // The user's last connection here, as far as this one knows.
+            let last = roster.is_none_or(|r| {
+                r.users
+                    .get(&data.user_id)
+                    .is_none_or(|conns| conns.iter().all(|c| *c == member.conn))
+            });
+            if joined.active && last {
+                self.webhook(|| WebhookEvent::MemberRemoved {
+                    channel: joined.name.clone(),
+                    user_id: data.user_id.clone(),
+                });
+            }
+        }
+        if joined.active && self.channels.local_subscribers(&joined.channel) == 0 {
+            self.webhook(|| WebhookEvent::ChannelVacated {
+                channel: joined.name,
+            });
+        }
+    }
+
+    /// Queues a webhook event, made only when the app has webhooks.
+    fn webhook(&self, event: impl FnOnce() -> WebhookEvent) {
+        if let Some(app) = &self.app
+            && app.has_webhooks()
+        {
+            app.webhook(event());
+        }
+    }
+}
+
 /// A refused subscription's answer.
 struct SubscribeRefusal {
     kind: &'static str,
@@ -229,11 +271,8 @@ impl Session {
         let Some(p) = self.pusher.as_mut() else {
             return;
         };
-        for joined in p.joined.drain(..) {
-            p.channels.leave(&joined.channel, key);
-            if let Some((member, _)) = joined.member {
-                spawn_logged(p.channels.presence_remove(&joined.channel, member));
-            }
+        for joined in std::mem::take(&mut p.joined) {
+            p.left(joined, key);
         }
         p.sink.rosters.borrow_mut().clear();
         if let Some((_, control)) = p.user.take() {
@@ -440,6 +479,22 @@ impl Session {
         if let Some((member, _)) = &joined.member {
             spawn_logged(p.channels.presence_add(&joined.channel, member.clone()));
         }
+        let mut events = Vec::new();
+        if p.channels.local_subscribers(&joined.channel) == 1 {
+            events.push(WebhookEvent::ChannelOccupied {
+                channel: name.clone(),
+            });
+        }
+        if let Some((member, data)) = &joined.member
+            && !members
+                .iter()
+                .any(|(conn, m)| m.user_id == data.user_id && *conn != member.conn)
+        {
+            events.push(WebhookEvent::MemberAdded {
+                channel: name.clone(),
+                user_id: data.user_id.clone(),
+            });
+        }
         let reply = if joined.member.is_some() {
             // The roster starts with the connections the engine listed, so
             // that their join events (some may still be on the way, this
@@ -471,6 +526,9 @@ impl Session {
             ));
         }
         let channel = joined.channel.clone();
+        for event in events {
+            p.webhook(|| event);
+        }
         for frame in frames {
             if !p.sink.inner.push_frame(frame) {
                 return self.slow_consumer("its send queue is full", ctx);
@@ -490,11 +548,7 @@ impl Session {
             return;
         };
         let joined = p.joined.remove(i);
-        p.channels.leave(&joined.channel, key);
-        p.sink.rosters.borrow_mut().remove(&joined.channel);
-        if let Some((member, _)) = joined.member {
-            spawn_logged(p.channels.presence_remove(&joined.channel, member));
-        }
+        p.left(joined, key);
     }
 
     /// `pusher:signin`: checks the signature of the user data, joins the
@@ -635,6 +689,13 @@ impl Session {
             }
             p.window.1 += 1;
             let user_id = joined.member.as_ref().map(|(_, m)| m.user_id.as_str());
+            p.webhook(|| WebhookEvent::ClientEvent {
+                channel: name.clone(),
+                event: event.clone(),
+                data: data.to_owned(),
+                socket_id: p.socket_id.clone(),
+                user_id: user_id.map(str::to_owned),
+            });
             let message = protocol::event(&event, &name, data, user_id);
             Ok((
                 joined.channel.clone(),
