@@ -122,6 +122,8 @@ fn pusher_js_and_the_node_sdk_subscribe_trigger_authorize_exclude_cache_and_clie
             "socket_id exclusion",
             "pusher:cache_miss",
             "a new subscriber gets the last event at once",
+            "channel info=cache shows the cached event",
+            "private-encrypted channel: the SDK encrypts, pusher-js decrypts",
             "client events on a private channel reach the others, not the sender",
             "client events on a public channel are refused",
             "client events are refused when the app does not enable them",

@@ -5,6 +5,7 @@ import crypto from 'node:crypto';
 import http from 'node:http';
 import Echo from 'laravel-echo';
 import Pusher from 'pusher-js';
+import PusherServer from 'pusher';
 import {
   APP, QUIET, client, connected, fail, main, next, nextError, ok, sdk, subscribed, within,
 } from './common.mjs';
@@ -78,6 +79,32 @@ async function basics(host, port) {
   const replayed = await next(cacheB, 'headline');
   if (replayed.data.title !== 'first') fail('cached data');
   ok('cache channel: a new subscriber gets the last event at once');
+
+  const cached = await (await server.get({
+    path: '/channels/cache-news', params: { info: 'cache' },
+  })).json();
+  if (cached.cache?.event !== 'headline' || JSON.parse(cached.cache.data).title !== 'first') {
+    fail(`info=cache ${JSON.stringify(cached)}`);
+  }
+  ok('channel info=cache shows the cached event');
+
+  // End-to-end encryption: the SDK encrypts with a key wsd never has, and
+  // pusher-js decrypts with the shared secret from the auth endpoint.
+  const sealed = new PusherServer({
+    appId: APP.appId, key: APP.key, secret: APP.secret, host, port: String(port),
+    useTLS: false, encryptionMasterKeyBase64: crypto.randomBytes(32).toString('base64'),
+  });
+  const secretive = client(host, port, {
+    authorizer: ({ socketId, channelName }, callback) => {
+      callback(null, sealed.authorizeChannel(socketId, channelName));
+    },
+  });
+  const vault = await subscribed(secretive, 'private-encrypted-vault');
+  got = next(vault, 'secret');
+  await sealed.trigger('private-encrypted-vault', 'secret', { code: 42 });
+  if ((await got).data.code !== 42) fail('decrypted data');
+  ok('private-encrypted channel: the SDK encrypts, pusher-js decrypts, wsd passes it on');
+  secretive.disconnect();
 
   // Client events: a and b on a private channel; never echoed to the sender.
   const chatA = await subscribed(a, 'private-chat');
