@@ -447,6 +447,8 @@ mod tests {
         let mut whole = head.to_vec();
         whole.extend_from_slice(rest.as_deref().unwrap_or_default());
         assert_eq!(&whole[..], b"\x81\x0d{\"event\":\"e\"}");
+        let again = p.frame(Format::Pusher);
+        assert_eq!(head.as_ptr(), again.0.as_ptr(), "encoded once, shared");
         assert!(p.excludes(b"1.2"));
         assert!(!p.excludes(b"1.20"));
         assert!(!p.excludes(b"1."));
