@@ -276,11 +276,17 @@ impl Session {
         }
     }
 
-    /// Queues the close frame, or resets the connection when the socket is
-    /// stalled and the frame could never be written. Says whether the close
-    /// was queued (whether the peer can still hear it).
+    /// Queues the close frame, or resets the connection when the socket has
+    /// taken nothing for at least `close_timeout`, so the frame would only
+    /// wait out that timeout unread. Says whether the close was queued
+    /// (whether the peer can still hear it). One tick without progress is no
+    /// stall: on a busy machine a reading peer's last ping may simply not
+    /// have left yet, and resetting it would cost it its close frame.
     fn send_close(&mut self, close: Option<(u16, &str)>) -> bool {
-        if self.stalled_since.is_some() {
+        if self
+            .stalled_since
+            .is_some_and(|since| since.elapsed() >= self.config.close_timeout)
+        {
             self.outbox.abort();
             return false;
         }
