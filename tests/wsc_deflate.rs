@@ -253,6 +253,154 @@ async fn without_compress_nothing_is_offered_or_compressed() {
     assert!(data(&frames).iter().all(|f| f.rsv == 0));
 }
 
+/// A one-connection server that answers the upgrade with `extensions` (if
+/// any), sends `frames` as they are, and returns everything the client sent
+/// after its request head, up to its close (or EOF).
+async fn scripted_server(
+    extensions: Option<&'static str>,
+    frames: Vec<u8>,
+) -> (SocketAddr, tokio::task::JoinHandle<Vec<u8>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let task = tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.expect("accept");
+        let mut bytes = Vec::new();
+        let mut buf = vec![0; 64 * 1024];
+        let end = loop {
+            if let Some(at) = bytes.windows(4).position(|w| w == b"\r\n\r\n") {
+                break at + 4;
+            }
+            let n = stream.read(&mut buf).await.expect("read the request");
+            assert!(n > 0, "no request");
+            bytes.extend_from_slice(&buf[..n]);
+        };
+        let head = String::from_utf8_lossy(&bytes[..end]).into_owned();
+        let key = head
+            .lines()
+            .find_map(|l| {
+                let (name, value) = l.split_once(':')?;
+                name.eq_ignore_ascii_case("sec-websocket-key")
+                    .then(|| value.trim().to_owned())
+            })
+            .expect("a key");
+        let accept = actix_http::ws::hash_key(key.as_bytes());
+        let mut response = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Accept: {}\r\n",
+            String::from_utf8_lossy(&accept)
+        );
+        if let Some(ext) = extensions {
+            response.push_str(&format!("Sec-WebSocket-Extensions: {ext}\r\n"));
+        }
+        response.push_str("\r\n");
+        stream.write_all(response.as_bytes()).await.expect("answer");
+        stream.write_all(&frames).await.expect("frames");
+        let mut sent = bytes.split_off(end);
+        // Until the client's close frame is in, or it hangs up.
+        let _ = tokio::time::timeout(BOUND, async {
+            while !has_close(&sent) {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => sent.extend_from_slice(&buf[..n]),
+                }
+            }
+        })
+        .await;
+        sent
+    });
+    (addr, task)
+}
+
+fn frames_in(bytes: &[u8]) -> Vec<RawFrame> {
+    let mut frames = Vec::new();
+    let mut at = 0;
+    while let Some((frame, used)) = RawFrame::parse(&bytes[at..]) {
+        frames.push(frame);
+        at += used;
+    }
+    frames
+}
+
+fn has_close(bytes: &[u8]) -> bool {
+    frames_in(bytes).iter().any(|f| f.opcode == CLOSE)
+}
+
+#[actix_web::test]
+async fn answers_the_rfc_forbids_fail_the_handshake() {
+    // An extension we did not offer (RFC 6455 section 4.1), and a parameter
+    // we did not offer (RFC 7692 section 7.1).
+    for (args, answer, why) in [
+        (&[][..], "permessage-deflate", "not offered"),
+        (
+            &["--compress"][..],
+            "permessage-deflate; x_bits=3",
+            "permessage-deflate",
+        ),
+        (
+            &["--compress"][..],
+            "permessage-deflate; client_max_window_bits=8",
+            "zlib needs at least 9",
+        ),
+    ] {
+        let (addr, _server) = scripted_server(Some(answer), Vec::new()).await;
+        let url = format!("ws://{addr}/");
+        let mut all = args.to_vec();
+        all.push(&url);
+        let r = run(&all, b"").await;
+        assert_eq!(r.code, 1, "{answer}: {}", r.stderr);
+        assert!(
+            r.stderr.contains("handshake failed") && r.stderr.contains(why),
+            "{answer}: {}",
+            r.stderr
+        );
+    }
+}
+
+#[actix_web::test]
+async fn a_compressed_frame_without_the_extension_fails_with_1002() {
+    let frame = RawFrame::text("x").rsv(RSV1).unmasked().encode();
+    let (addr, server) = scripted_server(None, frame).await;
+    // stdin stays open: the server's frame alone ends wsc.
+    let r = finish(wsc(&[&format!("ws://{addr}/")]).spawn().expect("spawn")).await;
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(r.stderr.contains("protocol error"), "{}", r.stderr);
+    let sent = server.await.expect("server");
+    let close = frames_in(&sent).into_iter().find(|f| f.opcode == CLOSE);
+    assert_eq!(close.and_then(|f| f.close_code()), Some(1002));
+}
+
+#[actix_web::test]
+async fn a_bomb_from_the_server_stops_at_max_message_size_with_1009() {
+    // 4 MiB of zeros in a few KiB, compressed by wsd's own compressor as a
+    // server would, against a 64 KiB limit.
+    let params = wsd::protocol::deflate::DeflateParams {
+        server_no_context_takeover: false,
+        client_no_context_takeover: false,
+        server_max_window_bits: 15,
+        client_max_window_bits: 15,
+    };
+    let settings = wsd::protocol::deflate::SendSettings {
+        level: 9,
+        min_size: 0,
+    };
+    let mut compressor = wsd::protocol::deflate::Compressor::new(settings, &params, true)
+        .expect("settings")
+        .expect("a compressor");
+    let bomb = compressor
+        .frame(BINARY, &[&vec![0; 4 << 20]], None)
+        .expect("compressed");
+    assert!(bomb.len() < 64 << 10, "{} bytes", bomb.len());
+    let (addr, server) = scripted_server(Some("permessage-deflate"), bomb.to_vec()).await;
+    let url = format!("ws://{addr}/");
+    let args = ["--compress", "--max-message-size", "64KiB", &url];
+    let r = finish(wsc(&args).spawn().expect("spawn")).await;
+    assert_eq!((r.code, r.stdout.as_str()), (3, ""), "{}", r.stderr);
+    assert!(r.stderr.contains("over 65536 bytes"), "{}", r.stderr);
+    let sent = server.await.expect("server");
+    let close = frames_in(&sent).into_iter().find(|f| f.opcode == CLOSE);
+    assert_eq!(close.and_then(|f| f.close_code()), Some(1009));
+}
+
 /// tests/python/echo_server.py, its output read line by line as JSON.
 struct PythonEcho {
     child: Child,
