@@ -1136,5 +1136,17 @@ mod tests {
             let (whole, bytewise) = whole_and_bytewise(1 << 20, &compressed(OP_TEXT, &payload));
             assert_eq!((whole, bytewise), (CORRUPT, CORRUPT));
         }
+
+        #[test]
+        fn output_past_the_limit_before_corrupt_data_is_too_big() {
+            // From fuzzing (decoder_inflate): with a 2-byte limit, these 7
+            // payload bytes inflate past the limit and then turn out corrupt;
+            // read at once zlib reported both in one call, and "corrupt" won.
+            let wire = [
+                0x42, 0x87, 0x37, 0x80, 0xfa, 0x21, 0x3d, 0x55, 0x9d, 0x3e, 0x38, 0x30, 0xfa,
+            ];
+            let (whole, bytewise) = whole_and_bytewise(2, &wire);
+            assert_eq!((whole, bytewise), (TOO_BIG, TOO_BIG));
+        }
     }
 }

@@ -270,6 +270,14 @@ impl Inflater {
             grow_within(out, kept, cap);
             out.extend_from_slice(&self.step[..kept]);
             self.produced += kept;
+            // Output past the limit came before whatever error the same
+            // call found further on, so the limit is the fault to report.
+            if kept < produced {
+                self.forget();
+                return Err(InflateError::TooBig {
+                    limit: self.max_size,
+                });
+            }
             let status = match result {
                 Ok(status) => status,
                 Err(e) => {
@@ -277,12 +285,6 @@ impl Inflater {
                     return Err(e.into());
                 }
             };
-            if kept < produced {
-                self.forget();
-                return Err(InflateError::TooBig {
-                    limit: self.max_size,
-                });
-            }
             consumed += (self.inner.total_in() - before_in) as usize;
             match status {
                 Status::StreamEnd => return Ok(true),
