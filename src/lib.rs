@@ -29,7 +29,9 @@
 //!   for `wsd token`.
 //! - [`tls`]: rustls configs for wss:// (server and client) from PEM files,
 //!   and the local CA behind `wsd gen-cert`.
-//! - [`client`]: `wsc`'s library side: options and handshake (awc), the
+//! - [`client`]: `wsc`'s library side: options and handshake (awc, with
+//!   the permessage-deflate offer), the frames on the upgraded socket
+//!   (`protocol`'s decoder and encoder, compressed when agreed), the
 //!   connection loop (kept apart from terminal I/O), and the console.
 //! - [`bench`]: `wsc bench`, the load generator (its own raw WebSocket client
 //!   on tokio, sharing `protocol`'s decoder and encoder).

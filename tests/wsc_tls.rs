@@ -30,6 +30,27 @@ async fn wss_echo_through_wsc_trusting_the_ca() {
 }
 
 #[actix_web::test]
+async fn wss_with_compress_agrees_permessage_deflate_and_echoes() {
+    let pki = Pki::new();
+    let mut config = test_config();
+    config.tls = Some(pki.tls());
+    config.session.compression = wsd::config::Compression::On;
+    let wsd = TestWsd::start_tls(config);
+    // Large enough that both sides compress it (see tests/wsc_deflate.rs
+    // for the frames on the wire); no stderr line: the server agreed.
+    let big = "compress me over TLS ".repeat(1000);
+    let input = format!("one\n{big}\n");
+    let url = wss_url(&wsd);
+    let r = wsc(&["--compress", "--ca", &pki.ca_arg(), &url], &input).await;
+    assert_eq!((r.code, r.stderr.as_str()), (0, ""));
+    assert!(
+        r.stdout == format!("Server received: one\nServer received: {big}\n"),
+        "{} bytes of output",
+        r.stdout.len()
+    );
+}
+
+#[actix_web::test]
 async fn a_server_signed_by_another_ca_is_an_unknown_issuer() {
     let pki = Pki::new();
     let other = Pki::named("some other CA");

@@ -3,12 +3,16 @@
 //! `wsd::protocol::RawFrame`, so the seeds are laid out by the same code as
 //! everything else.
 //!
-//! A decoder seed is two steering bytes, then the wire (see `wsd_fuzz`).
+//! A decoder seed is two steering bytes, then the wire (see `wsd_fuzz`);
+//! an inflate seed has the parameter byte in front. Its compressed frames
+//! come from `wsd::protocol::deflate::Compressor`, as a client would send
+//! them.
 
 use std::fs;
 use std::path::Path;
 
-use wsd::protocol::opcode::{CLOSE, PING};
+use wsd::protocol::deflate::{Compressor, DeflateParams, SendSettings};
+use wsd::protocol::opcode::{BINARY, CLOSE, PING, TEXT};
 use wsd::protocol::{LengthForm, RawFrame};
 
 /// The limit byte for 1 MiB (1 << 20) and for 16 bytes (1 << 4).
@@ -127,6 +131,129 @@ fn decoder_seeds() -> Vec<(&'static str, u8, u8, Vec<RawFrame>)> {
     ]
 }
 
+/// The parameter byte of an inflate seed: the client's window bits and
+/// whether it resets its context (see `wsd_fuzz::decoder_inflate`).
+fn params(window_bits: u8, no_context_takeover: bool) -> u8 {
+    (window_bits - 8) | if no_context_takeover { 8 } else { 0 }
+}
+
+/// A client's compressor for `window_bits`, compressing every message.
+fn compressor(window_bits: u8, no_context_takeover: bool) -> Compressor {
+    let agreed = DeflateParams {
+        server_no_context_takeover: false,
+        client_no_context_takeover: no_context_takeover,
+        server_max_window_bits: 15,
+        client_max_window_bits: window_bits,
+    };
+    let settings = SendSettings {
+        level: 6,
+        min_size: 0,
+    };
+    Compressor::new(settings, &agreed, false)
+        .expect("valid settings")
+        .expect("a window zlib can do")
+}
+
+/// One compressed message as `pieces` frames: the payload the compressor
+/// made, cut evenly, RSV1 on the first frame only (RFC 7692 section 6.1).
+fn compressed(c: &mut Compressor, opcode: u8, message: &[u8], pieces: usize) -> Vec<RawFrame> {
+    let frame = c.frame(opcode, &[message], None).expect("compressed");
+    let (frame, _) = RawFrame::parse(&frame).expect("a whole frame");
+    let size = frame.payload.len().div_ceil(pieces.max(1)).max(1);
+    let chunks: Vec<&[u8]> = frame.payload.chunks(size).collect();
+    let last = chunks.len() - 1;
+    chunks
+        .iter()
+        .enumerate()
+        .map(|(i, chunk)| {
+            let op = if i == 0 { opcode } else { 0 };
+            let rsv = if i == 0 { 0b100 } else { 0 };
+            RawFrame::new(op, chunk.to_vec()).rsv(rsv).fin(i == last)
+        })
+        .collect()
+}
+
+fn inflate_seeds() -> Vec<(&'static str, u8, u8, u8, Vec<RawFrame>)> {
+    let json = br#"{"channel":"prices","data":{"symbol":"ABC","bid":101.25,"ask":101.5}}"#;
+    let mut seeds = Vec::new();
+    let mut c = compressor(15, false);
+    seeds.push((
+        "text",
+        params(15, false),
+        BIG,
+        0,
+        compressed(&mut c, TEXT, json, 1),
+    ));
+    let mut c = compressor(15, false);
+    seeds.push((
+        "binary-fragmented",
+        params(15, false),
+        BIG,
+        3,
+        compressed(&mut c, BINARY, &[7; 2000], 3),
+    ));
+    // Message 2 and 3 need the window of message 1.
+    let mut c = compressor(15, false);
+    let mut frames = compressed(&mut c, TEXT, json, 1);
+    frames.push(RawFrame::ping("p"));
+    frames.extend(compressed(&mut c, TEXT, json, 2));
+    frames.extend(compressed(&mut c, TEXT, json, 1));
+    seeds.push(("context-takeover", params(15, false), BIG, 5, frames));
+    let mut c = compressor(9, true);
+    let mut frames = compressed(&mut c, TEXT, json, 1);
+    frames.extend(compressed(&mut c, BINARY, json, 2));
+    seeds.push(("no-context-takeover-9", params(9, true), BIG, 2, frames));
+    let mut c = compressor(12, false);
+    let mut frames = vec![RawFrame::text("plain")];
+    frames.extend(compressed(&mut c, TEXT, json, 4));
+    frames.push(RawFrame::pong(""));
+    seeds.push(("mixed-12", params(12, false), BIG, 7, frames));
+    // 1 MiB of zeros in a few KiB, against a 1 KiB limit: must stop at 1009.
+    let mut c = compressor(15, false);
+    seeds.push((
+        "bomb",
+        params(15, false),
+        10,
+        0,
+        compressed(&mut c, BINARY, &vec![0; 1 << 20], 2),
+    ));
+    let mut c = compressor(15, false);
+    seeds.push((
+        "empty",
+        params(15, false),
+        BIG,
+        1,
+        compressed(&mut c, TEXT, b"", 1),
+    ));
+    let mut c = compressor(15, false);
+    let mut frames = compressed(&mut c, TEXT, json, 2);
+    frames[1].rsv = 0b100;
+    seeds.push(("rsv1-continuation", params(15, false), BIG, 0, frames));
+    seeds.push((
+        "rsv1-control",
+        params(15, false),
+        BIG,
+        0,
+        vec![RawFrame::ping("x").rsv(0b100)],
+    ));
+    seeds.push((
+        "corrupt",
+        params(15, false),
+        BIG,
+        0,
+        vec![RawFrame::text(&b"\xff\xff\xff\xff"[..]).rsv(0b100)],
+    ));
+    let mut c = compressor(15, false);
+    seeds.push((
+        "invalid-utf8",
+        params(15, false),
+        BIG,
+        2,
+        compressed(&mut c, TEXT, b"ok\xf4\x90\x80\x80 and more", 2),
+    ));
+    seeds
+}
+
 /// Seeds end in `.seed`: what fuzzing adds beside them is not kept.
 fn write(dir: &Path, name: &str, bytes: &[u8]) {
     fs::create_dir_all(dir).expect("create corpus dir");
@@ -159,6 +286,14 @@ fn main() {
         .unmasked()
         .encode_into(&mut wrong_side);
     write(&corpus.join("decoder_server"), "unmasked", &wrong_side);
+
+    for (name, params, limit, cuts, frames) in inflate_seeds() {
+        let mut bytes = vec![params, limit, cuts];
+        for frame in &frames {
+            frame.encode_into(&mut bytes);
+        }
+        write(&corpus.join("decoder_inflate"), name, &bytes);
+    }
 
     let shipped = include_str!("../../config/wsd.toml");
     let configs: [(&str, &str); 8] = [

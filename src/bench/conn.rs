@@ -18,7 +18,9 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::{TcpSocket, TcpStream};
 
-use crate::protocol::deflate::{ClientOffer, Compressor, SendSettings};
+// What `--compress` offers: what browsers offer, as `wsc --compress` does.
+use crate::client::OFFER;
+use crate::protocol::deflate::{Compressor, SendSettings};
 use crate::protocol::{
     CloseFrame, Decoder, Event, InflateParams, Role, Violation, close_payload, code, encode_frame,
     opcode,
@@ -189,14 +191,6 @@ pub(crate) struct Conn {
     /// permessage-deflate, when offered and agreed: compresses our messages.
     compressor: Option<Box<Compressor>>,
 }
-
-/// What `--compress` offers: what browsers offer.
-const OFFER: ClientOffer = ClientOffer {
-    server_no_context_takeover: false,
-    client_no_context_takeover: false,
-    server_max_window_bits: None,
-    client_max_window_bits: true,
-};
 
 impl Conn {
     /// Connects (from `source` when given), performs the HTTP upgrade and

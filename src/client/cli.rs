@@ -29,6 +29,7 @@ Examples:
   wsc -x hello -x world -w 1 ws://localhost:12345
   wsc --json -P --ping-interval 5 ws://example.com/feed | jq .
   wsc -H 'Authorization: Bearer T' -s chat.v1 ws://localhost:8080/chat
+  wsc --compress ws://localhost:8080/feed       # permessage-deflate, if the server agrees
   wsd gen-cert --out certs                      # a local CA and a certificate for localhost;
   wsc --ca certs/ca.pem wss://localhost:12345   # then trust that CA for wss://
   wsc --ca ca.pem --cert me.pem --key me-key.pem wss://host   # mutual TLS
@@ -54,6 +55,14 @@ TLS (wss://):
   does not verify ends wsc with one line saying why (exit 1). -n skips the
   check, with a warning: the connection is encrypted but not authenticated.
   TLS flags are ignored for ws:// URLs.
+
+Compression (--compress):
+  wsc offers permessage-deflate as browsers do (context takeover both ways,
+  any window the server picks). Messages it sends of 128 bytes or more go
+  compressed; received ones are inflated within --max-message-size. A server
+  that declines gets one stderr line ('the server declined permessage-deflate;
+  sending uncompressed') and the connection goes on uncompressed; an answer
+  the RFC forbids fails the handshake (exit 1).
 
 Closing:
   At end of input (stdin EOF, or after -x and -w) or on Ctrl-C, wsc sends
@@ -153,6 +162,10 @@ pub struct Args {
     /// wss://: the private key (PEM) for --cert.
     #[arg(long, value_name = "FILE", requires = "cert")]
     key: Option<PathBuf>,
+    /// Offer permessage-deflate compression (RFC 7692), as browsers do. If
+    /// the server declines, wsc says so on stderr and goes on uncompressed.
+    #[arg(long)]
+    compress: bool,
 }
 
 /// `wsc`'s subcommands.
@@ -229,6 +242,7 @@ impl Args {
             connect_timeout: self.connect_timeout,
             max_message_size: self.max_message_size,
             tls,
+            compress: self.compress,
         };
         let settings = Settings {
             binary_input: self.binary,

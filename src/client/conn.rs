@@ -4,24 +4,22 @@
 //! we are still sending (an echo server fed a long pipeline) never deadlocks
 //! us: a writer task owns the sink and drains two queues, control frames
 //! first (pongs, close), then the caller's [`Command`]s; the loop in [`run`]
-//! owns the stream, reassembles fragmented messages, answers pings, and
-//! decides how the connection ended.
+//! owns the read half, gets whole messages from the decoder (fragments
+//! joined, inflated when compressed), answers pings, and decides how the
+//! connection ended. The frames themselves are `wire`'s.
 
 use std::io;
 use std::time::Duration;
 
-use actix_http::ws::Item;
-use awc::error::WsProtocolError;
-use awc::ws::{CloseCode, CloseReason, Frame, Message};
 use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
-use futures_util::stream::SplitSink;
-use futures_util::{FutureExt, SinkExt, StreamExt};
+use futures_util::FutureExt;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, sleep_until};
 
 use super::Connection;
-use crate::protocol::{self, code};
+use super::wire::{Outgoing, ReadError, Writer};
+use crate::protocol::{self, Event as Received, code, opcode};
 
 /// What the caller wants sent, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,8 +137,6 @@ const WRITE_BATCH: usize = 256;
 /// the payload is this tag and the send time in nanoseconds since start.
 const PING_TAG: &[u8; 3] = b"wsc";
 
-type Sink = SplitSink<actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec>, Message>;
-
 /// Runs the connection until it ends. `input` closing means "no more to
 /// send": the loop then sends close 1000. Each value on `interrupts` starts
 /// the closing handshake; a second one stops at once. Every event is handed
@@ -167,7 +163,11 @@ async fn drive<O: Output>(
     out: &mut O,
 ) -> Ending {
     let started = Instant::now();
-    let (sink, mut stream) = conn.framed.split();
+    let Connection {
+        reader: mut stream,
+        writer: sink,
+        ..
+    } = conn;
     let (control, control_rx) = mpsc::unbounded_channel();
     let (close_sent_tx, mut close_sent) = oneshot::channel();
     let mut writer = Some(actix_rt::spawn(write_loop(
@@ -178,7 +178,6 @@ async fn drive<O: Output>(
         opts.ping_interval,
         started,
     )));
-    let mut assembler = Assembler::new(opts.max_message_size);
     let mut ours: Option<u16> = None;
     let mut deadline = Instant::now();
     let mut interrupted = false;
@@ -236,68 +235,71 @@ async fn drive<O: Output>(
             }
         };
         let frame = match frame {
-            None => break Ending::Dropped,
-            Some(Ok(frame)) => frame,
-            Some(Err(e)) => {
-                let (code, cause) = match e {
-                    WsProtocolError::Overflow => (
-                        code::TOO_BIG,
-                        format!(
-                            "the server sent a message over {} bytes (--max-message-size)",
-                            opts.max_message_size
-                        ),
-                    ),
-                    WsProtocolError::Io(io) => {
-                        break Ending::Failed {
-                            code: code::ABNORMAL,
-                            cause: super::io_cause(&io),
-                        };
-                    }
-                    other => (
-                        code::PROTOCOL_ERROR,
-                        format!("protocol error from the server: {other}"),
-                    ),
+            Ok(frame) => frame,
+            Err(ReadError::Eof) => break Ending::Dropped,
+            Err(ReadError::Io(io)) => {
+                break Ending::Failed {
+                    code: code::ABNORMAL,
+                    cause: super::io_cause(&io),
                 };
-                return fail(&control, &mut writer, opts, ours, (code, ""), cause).await;
+            }
+            Err(ReadError::Violation(v)) => {
+                let cause = match v.code {
+                    code::TOO_BIG => format!(
+                        "the server sent a message over {} bytes (--max-message-size)",
+                        opts.max_message_size
+                    ),
+                    code::INVALID_PAYLOAD => format!("invalid data from the server: {}", v.reason),
+                    _ => format!("protocol error from the server: {}", v.reason),
+                };
+                return fail(&control, &mut writer, opts, ours, (v.code, ""), cause).await;
             }
         };
-        let message = match frame {
-            Frame::Text(bytes) => Some(Assembled::Text(bytes)),
-            Frame::Binary(bytes) => Some(Assembled::Binary(bytes)),
-            Frame::Continuation(item) => match assembler.push(item) {
-                Ok(done) => done,
-                Err(v) => {
-                    let cause = v.reason.to_owned();
-                    return fail(&control, &mut writer, opts, ours, (v.code, v.reason), cause)
-                        .await;
+        match frame {
+            Received::Text(bytes) => match ByteString::try_from(bytes) {
+                Ok(text) => {
+                    if let Err(e) = out.event(Event::Text(&text)) {
+                        break output_error(e);
+                    }
+                }
+                // The decoder checked it as it came in; this cannot fail.
+                Err(_) => {
+                    let cause = "the server sent text that is not UTF-8".to_owned();
+                    let close = (code::INVALID_PAYLOAD, "");
+                    return fail(&control, &mut writer, opts, ours, close, cause).await;
                 }
             },
-            Frame::Ping(data) => {
+            Received::Binary(bytes) => {
+                if let Err(e) = out.event(Event::Binary(&bytes)) {
+                    break output_error(e);
+                }
+            }
+            Received::Ping(data) => {
                 if ours.is_none() {
-                    let _ = control.send(Message::Pong(data.clone()));
+                    let _ = control.send(Outgoing::new(opcode::PONG, data.clone()));
                 }
                 if opts.report_ping_pong
                     && let Err(e) = out.event(Event::Ping(&data))
                 {
                     break output_error(e);
                 }
-                None
             }
-            Frame::Pong(data) => {
+            Received::Pong(data) => {
                 if opts.report_ping_pong {
                     let rtt = rtt(&data, started);
                     if let Err(e) = out.event(Event::Pong { data: &data, rtt }) {
                         break output_error(e);
                     }
                 }
-                None
             }
-            Frame::Close(reason) => {
+            Received::Close(frame) => {
                 if close_channel_open && let Ok(code) = close_sent.try_recv() {
                     ours = Some(code);
                 }
-                let code = reason.as_ref().map(|r| u16::from(r.code));
-                let reason = reason.and_then(|r| r.description).unwrap_or_default();
+                let (code, reason) = match frame {
+                    Some(f) => (Some(f.code), f.reason),
+                    None => (None, String::new()),
+                };
                 let server_first = ours.is_none();
                 let shown = out.event(Event::Close {
                     code,
@@ -306,36 +308,13 @@ async fn drive<O: Output>(
                 });
                 if server_first {
                     // Echo the server's code (RFC 6455 section 5.5.1).
-                    let echo = Message::Close(code.map(|c| CloseReason {
-                        code: CloseCode::from(c),
-                        description: None,
-                    }));
+                    let echo = Outgoing::close(code.map(|c| (c, "")));
                     finish(&control, &mut writer, opts.close_timeout, Some(echo)).await;
                 }
                 if let Err(e) = shown {
                     break output_error(e);
                 }
                 break Ending::Closed { ours, code, reason };
-            }
-        };
-        match message {
-            None => {}
-            Some(Assembled::Text(bytes)) => match ByteString::try_from(bytes) {
-                Ok(text) => {
-                    if let Err(e) = out.event(Event::Text(&text)) {
-                        break output_error(e);
-                    }
-                }
-                Err(_) => {
-                    let cause = "the server sent text that is not UTF-8".to_owned();
-                    let close = (code::INVALID_PAYLOAD, "");
-                    return fail(&control, &mut writer, opts, ours, close, cause).await;
-                }
-            },
-            Some(Assembled::Binary(bytes)) => {
-                if let Err(e) = out.event(Event::Binary(&bytes)) {
-                    break output_error(e);
-                }
             }
         }
     };
@@ -359,7 +338,7 @@ async fn drive<O: Output>(
 /// Fails the connection for `cause`: sends close (code, reason) unless we
 /// already sent one, gives the writer a bounded time to flush, and says so.
 async fn fail(
-    control: &mpsc::UnboundedSender<Message>,
+    control: &mpsc::UnboundedSender<Outgoing>,
     writer: &mut Option<actix_rt::task::JoinHandle<()>>,
     opts: &LoopOptions,
     ours: Option<u16>,
@@ -374,10 +353,10 @@ async fn fail(
 /// Queues a final control frame and gives the writer a bounded time to put
 /// it on the wire before the caller exits.
 async fn finish(
-    control: &mpsc::UnboundedSender<Message>,
+    control: &mpsc::UnboundedSender<Outgoing>,
     writer: &mut Option<actix_rt::task::JoinHandle<()>>,
     bound: Duration,
-    last: Option<Message>,
+    last: Option<Outgoing>,
 ) {
     if let Some(msg) = last {
         let _ = control.send(msg);
@@ -408,11 +387,8 @@ fn output_error(e: io::Error) -> Ending {
     }
 }
 
-fn close(code: u16, reason: &str) -> Message {
-    Message::Close(Some(CloseReason {
-        code: CloseCode::from(code),
-        description: (!reason.is_empty()).then(|| reason.to_owned()),
-    }))
+fn close(code: u16, reason: &str) -> Outgoing {
+    Outgoing::close(Some((code, reason)))
 }
 
 fn ping_payload(started: Instant) -> Bytes {
@@ -430,13 +406,13 @@ fn rtt(pong: &[u8], started: Instant) -> Option<Duration> {
     started.elapsed().checked_sub(Duration::from_nanos(sent))
 }
 
-/// Owns the sink. Control frames go first; after a close frame nothing more
-/// is sent. Input ending means "close with 1000". Messages already queued
-/// when one is sent go into the same socket write (up to [`WRITE_BATCH`]),
-/// so a fast pipeline costs a write per batch, not per line.
+/// Owns the write half. Control frames go first; after a close frame
+/// nothing more is sent. Input ending means "close with 1000". Messages
+/// already queued when one is sent go into the same socket write (up to
+/// [`WRITE_BATCH`]), so a fast pipeline costs a write per batch, not per line.
 async fn write_loop(
-    mut sink: Sink,
-    mut control: mpsc::UnboundedReceiver<Message>,
+    mut sink: Writer,
+    mut control: mpsc::UnboundedReceiver<Outgoing>,
     mut input: mpsc::Receiver<Vec<Command>>,
     close_sent: oneshot::Sender<u16>,
     ping_interval: Option<Duration>,
@@ -452,19 +428,14 @@ async fn write_loop(
                 None => return,
             },
             _ = async { ticker.as_mut()?.tick().await; Some(()) }, if ticker.is_some() => {
-                Message::Ping(ping_payload(started))
+                Outgoing::new(opcode::PING, ping_payload(started))
             }
             msg = next_input(&mut batch, &mut input) => msg,
         };
         let mut fed = 0;
         loop {
-            let close_code = match &msg {
-                Message::Close(reason) => {
-                    Some(reason.as_ref().map_or(code::NO_STATUS, |r| r.code.into()))
-                }
-                _ => None,
-            };
-            if let Err(e) = sink.feed(msg).await {
+            let close_code = msg.close_code();
+            if let Err(e) = sink.feed(&msg).await {
                 log::debug!("write failed: {e}");
                 return;
             }
@@ -500,7 +471,7 @@ async fn write_loop(
 async fn next_input(
     batch: &mut std::vec::IntoIter<Command>,
     input: &mut mpsc::Receiver<Vec<Command>>,
-) -> Message {
+) -> Outgoing {
     loop {
         if let Some(cmd) = batch.next() {
             return message(cmd);
@@ -514,10 +485,10 @@ async fn next_input(
 
 /// A message that can be sent without waiting: control first, then input.
 fn queued_message(
-    control: &mut mpsc::UnboundedReceiver<Message>,
+    control: &mut mpsc::UnboundedReceiver<Outgoing>,
     batch: &mut std::vec::IntoIter<Command>,
     input: &mut mpsc::Receiver<Vec<Command>>,
-) -> Option<Message> {
+) -> Option<Outgoing> {
     if let Ok(msg) = control.try_recv() {
         return Some(msg);
     }
@@ -535,108 +506,20 @@ fn queued_message(
     }
 }
 
-fn message(cmd: Command) -> Message {
+fn message(cmd: Command) -> Outgoing {
     match cmd {
-        Command::Text(text) => Message::Text(ByteString::from(text)),
-        Command::Binary(data) => Message::Binary(data),
-        Command::Ping(data) => Message::Ping(data),
-        Command::Pong(data) => Message::Pong(data),
+        // The string's bytes become the payload as they are: no copy.
+        Command::Text(text) => Outgoing::new(opcode::TEXT, text),
+        Command::Binary(data) => Outgoing::new(opcode::BINARY, data),
+        Command::Ping(data) => Outgoing::new(opcode::PING, data),
+        Command::Pong(data) => Outgoing::new(opcode::PONG, data),
         Command::Close(code, reason) => close(code, &reason),
-    }
-}
-
-/// A whole message out of the reassembler.
-enum Assembled {
-    Text(Bytes),
-    Binary(Bytes),
-}
-
-/// Joins continuation frames into one message, enforcing the size limit on
-/// the whole message (awc's codec only limits each frame).
-struct Assembler {
-    max: usize,
-    text: bool,
-    buf: BytesMut,
-}
-
-impl Assembler {
-    fn new(max: usize) -> Self {
-        Assembler {
-            max,
-            text: false,
-            buf: BytesMut::new(),
-        }
-    }
-
-    /// Adds a fragment; returns the message when `item` was the last one.
-    fn push(&mut self, item: Item) -> Result<Option<Assembled>, protocol::Violation> {
-        let (data, last) = match item {
-            Item::FirstText(data) => {
-                self.text = true;
-                self.buf.clear();
-                (data, false)
-            }
-            Item::FirstBinary(data) => {
-                self.text = false;
-                self.buf.clear();
-                (data, false)
-            }
-            Item::Continue(data) => (data, false),
-            Item::Last(data) => (data, true),
-        };
-        if self.buf.len() + data.len() > self.max {
-            return Err(protocol::Violation {
-                code: code::TOO_BIG,
-                reason: "message exceeds --max-message-size",
-            });
-        }
-        self.buf.extend_from_slice(&data);
-        if !last {
-            return Ok(None);
-        }
-        let message = self.buf.split().freeze();
-        Ok(Some(if self.text {
-            Assembled::Text(message)
-        } else {
-            Assembled::Binary(message)
-        }))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn text_of(a: Option<Assembled>) -> Bytes {
-        match a {
-            Some(Assembled::Text(b)) => b,
-            _ => panic!("expected a text message"),
-        }
-    }
-
-    #[test]
-    fn fragments_are_joined_in_order() {
-        let mut a = Assembler::new(100);
-        assert!(a.push(Item::FirstText("frag".into())).unwrap().is_none());
-        assert!(a.push(Item::Continue("men".into())).unwrap().is_none());
-        assert_eq!(
-            text_of(a.push(Item::Last("ted".into())).unwrap()),
-            "fragmented"
-        );
-        assert!(a.push(Item::FirstBinary(vec![1].into())).unwrap().is_none());
-        match a.push(Item::Last(vec![2].into())).unwrap() {
-            Some(Assembled::Binary(b)) => assert_eq!(&b[..], &[1, 2]),
-            _ => panic!("expected binary"),
-        }
-    }
-
-    #[test]
-    fn the_limit_applies_to_the_whole_message() {
-        let mut a = Assembler::new(5);
-        assert!(a.push(Item::FirstText("abc".into())).unwrap().is_none());
-        let err = a.push(Item::Last("def".into())).err().unwrap();
-        assert_eq!(err.code, code::TOO_BIG);
-    }
 
     #[test]
     fn our_pings_are_recognised_by_their_tag() {

@@ -88,11 +88,18 @@ pub async fn run(opts: Options, settings: Settings) -> Result<Ending, ConnectErr
     let out = writer.queue().clone();
     let prompt = (style == Style::Terminal && settings.execute.is_empty())
         .then(|| Arc::new(Prompt::new(color, out.clone())));
+    if opts.compress && conn.deflate.is_none() {
+        // A server may decline any extension; like a browser, go on without.
+        note("the server declined permessage-deflate; sending uncompressed");
+    }
     if style == Style::Terminal {
-        let protocol = conn
+        let mut protocol = conn
             .protocol
             .as_deref()
             .map_or_else(String::new, |p| format!(", subprotocol {p}"));
+        if conn.deflate.is_some() {
+            protocol.push_str(", permessage-deflate");
+        }
         let keys = if prompt.is_some() {
             "; Ctrl-D or Ctrl-C closes"
         } else {

@@ -1,11 +1,14 @@
 //! The `wsc` client: options, the opening handshake, and the connection loop.
 //!
 //! - this module: [`Options`] (validated settings), [`connect`] (the awc
-//!   handshake) and [`ConnectError`], plus the `clap` value parsers that turn
-//!   raw flags into validated values in one place.
+//!   handshake, with the permessage-deflate offer and its answer checked)
+//!   and [`ConnectError`], plus the `clap` value parsers that turn raw flags
+//!   into validated values in one place.
 //! - [`conn`]: the connection loop. It speaks WebSocket and knows nothing of
 //!   terminals: commands come in on a channel, events go out through the
 //!   [`conn::Output`] trait.
+//! - `wire`: the frames on the upgraded socket: protocol's decoder (with
+//!   inflate) for what arrives, its encoder and compressor for what we send.
 //! - [`cli`]: the flags, their help text, and their split into options.
 //! - [`console`]: the terminal side: stdin lines, `--slash` commands, prompt,
 //!   and how events are printed (terminal, pipe, `--json`).
@@ -18,19 +21,21 @@ pub mod cli;
 pub mod conn;
 pub mod console;
 pub mod stdout;
+mod wire;
 
 use std::error::Error as StdError;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_codec::Framed;
-use awc::BoxedSocket;
 use awc::error::{ConnectError as AwcConnectError, SendRequestError, WsClientError};
 use awc::http::Uri;
-use awc::http::header::{HeaderName, HeaderValue, SEC_WEBSOCKET_PROTOCOL};
-use awc::ws::Codec;
+use awc::http::header::{
+    HeaderMap, HeaderName, HeaderValue, SEC_WEBSOCKET_EXTENSIONS, SEC_WEBSOCKET_PROTOCOL,
+};
 use rustls::{AlertDescription, CertificateError, ClientConfig};
 
+use crate::protocol::deflate::{ClientOffer, Compressor, DeflateParams, SendSettings};
+use crate::protocol::{Decoder, InflateParams, Role};
 use crate::units::UnitError;
 
 /// Everything needed to open a connection, already validated.
@@ -52,13 +57,39 @@ pub struct Options {
     /// [`crate::tls::client_config`]. `None` verifies against the webpki
     /// roots. Ignored for ws://.
     pub tls: Option<Arc<ClientConfig>>,
+    /// Offer permessage-deflate ([`OFFER`]).
+    pub compress: bool,
 }
 
-/// An open WebSocket connection.
+/// What `--compress` offers: what browsers offer (any window from the
+/// server, context takeover both ways, and leave to the server to limit
+/// our window).
+pub const OFFER: ClientOffer = ClientOffer {
+    server_no_context_takeover: false,
+    client_no_context_takeover: false,
+    server_max_window_bits: None,
+    client_max_window_bits: true,
+};
+
+/// How `wsc` compresses what it sends once permessage-deflate is agreed:
+/// zlib's fastest level (a pipeline of many lines stays cheap), and
+/// messages under 128 bytes plain, where DEFLATE saves little or nothing
+/// (the extension allows that message by message: RFC 7692 section 6).
+pub const SEND_SETTINGS: SendSettings = SendSettings {
+    level: 1,
+    min_size: 128,
+};
+
+/// An open WebSocket connection: the upgraded socket, split, with the
+/// frame reader and writer the handshake agreed on.
 pub struct Connection {
-    pub(crate) framed: Framed<BoxedSocket, Codec>,
+    pub(crate) reader: wire::Reader,
+    pub(crate) writer: wire::Writer,
     /// The subprotocol the server chose, if any.
     pub protocol: Option<String>,
+    /// permessage-deflate's parameters when it was offered and agreed;
+    /// `None` without `--compress` or when the server declined.
+    pub deflate: Option<DeflateParams>,
 }
 
 /// Why a connection could not be opened. Each renders as one line naming the
@@ -118,6 +149,9 @@ pub async fn connect(opts: &Options) -> Result<Connection, ConnectError> {
     if let Some((user, password)) = &opts.auth {
         req = req.basic_auth(user, password.as_deref());
     }
+    if opts.compress {
+        req = req.header(SEC_WEBSOCKET_EXTENSIONS, OFFER.header_value());
+    }
     let (res, framed) = req
         .connect()
         .await
@@ -137,7 +171,58 @@ pub async fn connect(opts: &Options) -> Result<Connection, ConnectError> {
             cause: format!("the server chose subprotocol {p:?}, which was not offered"),
         });
     }
-    Ok(Connection { framed, protocol })
+    let handshake_error = |cause: String| ConnectError::Handshake {
+        url: opts.url_text.clone(),
+        cause,
+    };
+    let deflate = agreed_extension(opts.compress, res.headers()).map_err(handshake_error)?;
+    let mut decoder = Decoder::new(Role::Client, opts.max_message_size);
+    let mut compressor = None;
+    if let Some(params) = &deflate {
+        decoder = decoder.with_inflate(InflateParams {
+            window_bits: params.server_max_window_bits,
+            no_context_takeover: params.server_no_context_takeover,
+        });
+        compressor = Compressor::new(SEND_SETTINGS, params, false)
+            .map_err(|e| handshake_error(format!("permessage-deflate: {e}")))?;
+    }
+    // Past the handshake awc's codec is done with: its socket, and any
+    // frames it already read after the response, are ours (see `wire`).
+    let parts = framed.into_parts();
+    let (reader, writer) = wire::split(parts.io, parts.read_buf, decoder, compressor);
+    Ok(Connection {
+        reader,
+        writer,
+        protocol,
+        deflate,
+    })
+}
+
+/// The extension the server's response agreed to: permessage-deflate's
+/// parameters if we offered it and the answer is one we may accept (RFC
+/// 7692 section 7.1: otherwise the client fails the connection), `None` if
+/// the server declined. Without an offer any extension in the answer fails
+/// the connection (RFC 6455 section 4.1).
+fn agreed_extension(offered: bool, headers: &HeaderMap) -> Result<Option<DeflateParams>, String> {
+    let values = headers
+        .get_all(SEC_WEBSOCKET_EXTENSIONS)
+        .map(|v| v.to_str())
+        .collect::<Result<Vec<&str>, _>>()
+        .map_err(|_| "the server's Sec-WebSocket-Extensions is not text".to_owned())?;
+    if offered {
+        return OFFER
+            .validate_response(values)
+            .map_err(|e| format!("permessage-deflate: {e}"));
+    }
+    let named = crate::protocol::deflate::parse_extensions(values.iter().copied())
+        .map_err(|e| format!("the server's Sec-WebSocket-Extensions is malformed: {e}"))?;
+    match named.first() {
+        None => Ok(None),
+        Some(ext) => Err(format!(
+            "the server chose extension {:?}, which was not offered (--compress offers permessage-deflate)",
+            ext.name
+        )),
+    }
 }
 
 /// Turns awc's error into one line a person can act on.
@@ -442,6 +527,49 @@ mod tests {
         assert_eq!(close_text(Some(1000), ""), "close code 1000 (normal)");
         assert_eq!(close_text(None, ""), "close frame without a code");
         assert!(close_text(Some(4000), "a\x1b[2J").contains("\\u{1b}"));
+    }
+
+    fn answer(values: &[&str]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for v in values {
+            headers.append(
+                SEC_WEBSOCKET_EXTENSIONS,
+                HeaderValue::from_str(v).expect("value"),
+            );
+        }
+        headers
+    }
+
+    #[test]
+    fn the_deflate_answer_is_taken_declined_or_refused() {
+        // Agreed, with the server's limit on our window.
+        let params = agreed_extension(
+            true,
+            &answer(&["permessage-deflate; client_max_window_bits=12"]),
+        )
+        .expect("valid")
+        .expect("agreed");
+        assert_eq!(
+            (params.client_max_window_bits, params.server_max_window_bits),
+            (12, 15)
+        );
+        // Declined: no header at all.
+        assert_eq!(agreed_extension(true, &answer(&[])), Ok(None));
+        // Answers the RFC forbids fail the handshake.
+        for bad in [
+            "permessage-deflate; client_max_window_bits=8",
+            "permessage-deflate; server_max_window_bits=16",
+            "permessage-deflate; x=1",
+            "permessage-deflate, permessage-deflate",
+            "x-webkit-deflate-frame",
+        ] {
+            let got = agreed_extension(true, &answer(&[bad]));
+            assert!(got.is_err(), "{bad}: {got:?}");
+        }
+        // Without an offer, any extension in the answer fails it.
+        assert_eq!(agreed_extension(false, &answer(&[])), Ok(None));
+        let got = agreed_extension(false, &answer(&["permessage-deflate"]));
+        assert!(got.is_err_and(|e| e.contains("not offered")));
     }
 
     #[test]

@@ -204,6 +204,21 @@ thread_local! {
         const { std::cell::RefCell::new(Vec::new()) };
 }
 
+/// Why inflating a message failed, unless the text it inflated to before
+/// the failure already broke UTF-8: the fault that comes first in the
+/// message wins, so the close code does not depend on how its bytes were
+/// cut into reads (found by fuzzing: a 1009 or 1007-corrupt for one read
+/// could be 1007-UTF-8 for many).
+fn inflate_fault(e: InflateError, data: &[u8], message: Option<&mut Message>) -> Violation {
+    if let Some(m) = message
+        && m.text
+        && check_utf8(data, &mut m.checked).is_err()
+    {
+        return INVALID_UTF8;
+    }
+    inflate_violation(e)
+}
+
 fn inflate_violation(e: InflateError) -> Violation {
     match e {
         InflateError::TooBig { .. } => TOO_BIG,
@@ -290,7 +305,9 @@ impl Decoder {
                     .inflater(self.max_message)
                     .feed(&piece, &mut self.data);
                 inflate.scratch = piece;
-                result.map_err(inflate_violation)?;
+                if let Err(e) = result {
+                    return Err(inflate_fault(e, &self.data, self.message.as_mut()));
+                }
             } else {
                 let target = if control {
                     &mut self.control
@@ -468,10 +485,9 @@ impl Decoder {
             && m.compressed
             && let Some(inflate) = self.inflate.as_mut()
         {
-            inflate
-                .inflater(self.max_message)
-                .finish(&mut self.data)
-                .map_err(inflate_violation)?;
+            if let Err(e) = inflate.inflater(self.max_message).finish(&mut self.data) {
+                return Err(inflate_fault(e, &self.data, Some(m)));
+            }
             inflate.release();
             if m.text {
                 check_utf8(&self.data, &mut m.checked)?;
@@ -1074,6 +1090,63 @@ mod tests {
             // BTYPE 11 is reserved.
             let v = violation(&mut deflating(true, 1024), &compressed(OP_BINARY, &[0xff]));
             assert_eq!(v, CORRUPT);
+        }
+
+        /// The violation a wire gets, read whole and read a byte at a time.
+        fn whole_and_bytewise(max: usize, wire: &[u8]) -> (Violation, Violation) {
+            let whole = violation(&mut deflating(true, max), wire);
+            let mut d = deflating(true, max);
+            let bytewise = wire
+                .iter()
+                .find_map(|b| {
+                    let mut input = Bytes::copy_from_slice(std::slice::from_ref(b));
+                    loop {
+                        match d.decode(&mut input) {
+                            Ok(Some(_)) => {}
+                            Ok(None) => return None,
+                            Err(v) => return Some(v),
+                        }
+                    }
+                })
+                .expect("a violation");
+            (whole, bytewise)
+        }
+
+        #[test]
+        fn the_first_fault_wins_however_the_bytes_are_cut() {
+            // Found by fuzzing (decoder_inflate): text that breaks UTF-8
+            // early and then crosses the limit (or the DEFLATE data goes bad)
+            // was 1009 (or "not DEFLATE") in one read and 1007 in many.
+            let mut bad = vec![b'a'; 10];
+            bad.push(0xff);
+            bad.extend(vec![b'b'; 5000]);
+            let (whole, bytewise) = whole_and_bytewise(1000, &compressed(OP_TEXT, &compress(&bad)));
+            assert_eq!((whole, bytewise), (INVALID_UTF8, INVALID_UTF8));
+            let mut payload = compress(&bad[..20]);
+            payload.extend([0xff; 8]);
+            let (whole, bytewise) = whole_and_bytewise(1 << 20, &compressed(OP_TEXT, &payload));
+            assert_eq!((whole, bytewise), (INVALID_UTF8, INVALID_UTF8));
+            // Valid text: the limit and the corruption are what is reported.
+            let good = vec![b'c'; 5000];
+            let (whole, bytewise) =
+                whole_and_bytewise(1000, &compressed(OP_TEXT, &compress(&good)));
+            assert_eq!((whole, bytewise), (TOO_BIG, TOO_BIG));
+            let mut payload = compress(&good[..20]);
+            payload.extend([0xff; 8]);
+            let (whole, bytewise) = whole_and_bytewise(1 << 20, &compressed(OP_TEXT, &payload));
+            assert_eq!((whole, bytewise), (CORRUPT, CORRUPT));
+        }
+
+        #[test]
+        fn output_past_the_limit_before_corrupt_data_is_too_big() {
+            // From fuzzing (decoder_inflate): with a 2-byte limit, these 7
+            // payload bytes inflate past the limit and then turn out corrupt;
+            // read at once zlib reported both in one call, and "corrupt" won.
+            let wire = [
+                0x42, 0x87, 0x37, 0x80, 0xfa, 0x21, 0x3d, 0x55, 0x9d, 0x3e, 0x38, 0x30, 0xfa,
+            ];
+            let (whole, bytewise) = whole_and_bytewise(2, &wire);
+            assert_eq!((whole, bytewise), (TOO_BIG, TOO_BIG));
         }
     }
 }

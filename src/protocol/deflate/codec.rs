@@ -255,11 +255,30 @@ impl Inflater {
                 .saturating_add(1)
                 .min(STEP);
             let (before_in, before_out) = (self.inner.total_in(), self.inner.total_out());
-            let status = match self.inner.decompress(
+            let result = self.inner.decompress(
                 &piece[consumed..],
                 &mut self.step[..room],
                 FlushDecompress::Sync,
-            ) {
+            );
+            let produced = (self.inner.total_out() - before_out) as usize;
+            // On an error, what inflated before it (up to the limit) is
+            // still handed out: the caller may find an earlier fault in it
+            // (text that is not UTF-8), and must find the same one however
+            // the payload was cut into pieces.
+            let kept = produced.min(self.max_size - self.produced.min(self.max_size));
+            let cap = (self.max_size - self.produced).saturating_add(out.len());
+            grow_within(out, kept, cap);
+            out.extend_from_slice(&self.step[..kept]);
+            self.produced += kept;
+            // Output past the limit came before whatever error the same
+            // call found further on, so the limit is the fault to report.
+            if kept < produced {
+                self.forget();
+                return Err(InflateError::TooBig {
+                    limit: self.max_size,
+                });
+            }
+            let status = match result {
                 Ok(status) => status,
                 Err(e) => {
                     self.forget();
@@ -267,17 +286,6 @@ impl Inflater {
                 }
             };
             consumed += (self.inner.total_in() - before_in) as usize;
-            let produced = (self.inner.total_out() - before_out) as usize;
-            if self.produced + produced > self.max_size {
-                self.forget();
-                return Err(InflateError::TooBig {
-                    limit: self.max_size,
-                });
-            }
-            let cap = (self.max_size - self.produced).saturating_add(out.len());
-            grow_within(out, produced, cap);
-            out.extend_from_slice(&self.step[..produced]);
-            self.produced += produced;
             match status {
                 Status::StreamEnd => return Ok(true),
                 // No progress possible: this piece is used up.
