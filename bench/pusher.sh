@@ -54,7 +54,7 @@ SOCKUDO_PORT=${SOCKUDO_PORT:-19042}
 RUN_TIMEOUT=${RUN_TIMEOUT:-180}
 APP_ID=1
 APP_KEY=bench-key
-APP_SECRET=bench-secret
+APP_SECRET=bench-secret-0123456789
 CHANNEL=bench
 
 die() { echo "bench/pusher.sh: $*" >&2; exit 1; }

@@ -93,7 +93,7 @@ async fn http_publications_reach_every_subscriber_once_and_in_order() {
 /// config with one `[[pusher.app]]`.
 const PUSHER_ID: &str = "1";
 const PUSHER_KEY: &str = "bench-key";
-const PUSHER_SECRET: &str = "bench-secret";
+const PUSHER_SECRET: &str = "bench-secret-0123456789";
 
 fn pusher_wsd() -> TestWsd {
     let text = format!(
