@@ -107,7 +107,7 @@ start_server() { # name
         sockudo)
             # env -C: its working directory holds no config/, so it runs on
             # its defaults plus these (env and taskset exec: SERVER_PID is
-            # sockudo's).
+            # sockudo's). It logs on stdout, kept out of the table.
             serve "$port" "$TMP/sockudo.log" env -C "$TMP/sockudo" HOST=127.0.0.1 PORT="$port" \
                 DEBUG=false RUST_LOG=warn METRICS_ENABLED=false RATE_LIMITER_ENABLED=false \
                 ADAPTER_DRIVER=local APP_MANAGER_DRIVER=memory CACHE_DRIVER=memory QUEUE_DRIVER=memory \
@@ -115,7 +115,7 @@ start_server() { # name
                 SOCKUDO_DEFAULT_APP_SECRET="$APP_SECRET" SOCKUDO_DEFAULT_APP_ENABLED=true \
                 SOCKUDO_DEFAULT_APP_MAX_CONNECTIONS=1000000 \
                 SOCKUDO_DEFAULT_APP_MAX_BACKEND_EVENTS_PER_SECOND=1000000 \
-                "${SERVER_PIN[@]}" "$SOCKUDO"
+                "${SERVER_PIN[@]}" "$SOCKUDO" >"$TMP/sockudo.out"
             ;;
     esac
 }
