@@ -1,6 +1,7 @@
-//! `wsc bench --fanout` against the real wsd (publishing over WebSocket and
-//! over HTTP): every publication reaches every subscriber once, in order,
-//! and the numbers add up. Against a broadcast server that drops or doubles
+//! `wsc bench --fanout` against the real wsd (publishing over WebSocket, over
+//! HTTP, and as a Pusher client through wsd's Pusher protocol and signed HTTP
+//! API): every publication reaches every subscriber once, in order, and the
+//! numbers add up. Against a broadcast server that drops or doubles
 //! one delivery on purpose: the bench says so, exactly, and fails the run.
 //! No speed assertions: this runs on a loaded 2-core CI machine.
 
@@ -86,6 +87,83 @@ async fn http_publications_reach_every_subscriber_once_and_in_order() {
     assert_eq!(r.publisher, publish_url);
     assert_everything_delivered_once_in_order(&r);
     wsd.wait_sessions(0).await;
+}
+
+/// The Pusher app of the `--pusher` tests, and wsd serving it: the test
+/// config with one `[[pusher.app]]`.
+const PUSHER_ID: &str = "1";
+const PUSHER_KEY: &str = "bench-key";
+const PUSHER_SECRET: &str = "bench-secret-0123456789";
+
+fn pusher_wsd() -> TestWsd {
+    let text = format!(
+        "[server]\nbind = \"127.0.0.1:0\"\nworkers = 1\nshutdown_timeout = \"5s\"\n\
+         [[pusher.app]]\nid = {PUSHER_ID}\nkey = \"{PUSHER_KEY}\"\nsecret = \"{PUSHER_SECRET}\"\n"
+    );
+    let config = wsd::config::Config::parse(&text, std::path::Path::new("pusher-bench.toml"))
+        .unwrap_or_else(|e| panic!("a [[pusher.app]] config: {e}"));
+    TestWsd::start(config)
+}
+
+#[actix_web::test]
+async fn pusher_triggers_reach_every_pusher_subscriber_once_and_in_order() {
+    let wsd = pusher_wsd();
+    let app = format!("{PUSHER_KEY}:{PUSHER_SECRET}:{PUSHER_ID}");
+    let mut extra = STEADY.to_vec();
+    extra.extend(["--pusher", &app, "--pusher-channel", "bench-public"]);
+    let r = fanout(format!("ws://{}", wsd.addr()), &extra).await;
+    assert_eq!(
+        r.url,
+        format!(
+            "ws://{}/app/{PUSHER_KEY}?protocol=7&client=wsc-bench&version={}",
+            wsd.addr(),
+            env!("CARGO_PKG_VERSION")
+        )
+    );
+    assert!(
+        r.publisher
+            .starts_with(&format!("http://{}/apps/{PUSHER_ID}/events", wsd.addr())),
+        "{r:?}"
+    );
+    assert_everything_delivered_once_in_order(&r);
+    wsd.wait_sessions(0).await;
+}
+
+#[actix_web::test]
+async fn pusher_triggers_signed_with_the_wrong_secret_are_refused_and_fail_the_run() {
+    let wsd = pusher_wsd();
+    let app = format!("{PUSHER_KEY}:not-the-secret:{PUSHER_ID}");
+    let r = fanout(
+        format!("ws://{}", wsd.addr()),
+        &[
+            "-c",
+            "3",
+            "--rate",
+            "50",
+            "-d",
+            "300ms",
+            "--warmup",
+            "0s",
+            "--timeout",
+            "1s",
+            "--pusher",
+            &app,
+        ],
+    )
+    .await;
+    assert_eq!(
+        r.connected, 3,
+        "the key is right, so subscribers connect: {r:?}"
+    );
+    assert_eq!((r.publications, r.received), (0, 0), "{r:?}");
+    assert!(r.errors > 0, "{r:?}");
+    assert!(
+        r.error_samples
+            .iter()
+            .any(|s| s.starts_with("publication refused") && s.contains("401")),
+        "{r:?}"
+    );
+    assert_eq!(Report::Fanout(r).exit_code(), wsd::exit::FAILURE);
 }
 
 #[actix_web::test]
@@ -185,6 +263,26 @@ async fn fanout_usage_errors_exit_2_before_connecting() {
             "ws://127.0.0.1:9/",
         ][..],
         &["--rate", "10", "--publish-url", "http://127.0.0.1:9/"][..],
+        &["--fanout", "--rate", "10", "--pusher", "key-without-secret"][..],
+        &[
+            "--fanout",
+            "--rate",
+            "10",
+            "--pusher",
+            "k:s:1",
+            "--pusher-channel",
+            "private-x",
+        ][..],
+        &[
+            "--fanout",
+            "--rate",
+            "10",
+            "--pusher",
+            "k:s:1",
+            "--socketio",
+            "--publish-url",
+            "http://127.0.0.1:9/",
+        ][..],
     ] {
         let mut args = vec!["bench", "ws://127.0.0.1:9/channels/x"];
         args.extend_from_slice(extra);

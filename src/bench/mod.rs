@@ -11,7 +11,8 @@
 //! - **`--fanout`**: C subscribers on a channel URL, one publisher (over
 //!   WebSocket, or HTTP with `--publish-url`) at `--rate`; every subscriber
 //!   must get every publication once and in order, and publish-to-delivery
-//!   latency goes in an HDR histogram.
+//!   latency goes in an HDR histogram. With `--socketio` or `--pusher` the
+//!   subscribers speak that protocol, to measure such a server the same way.
 //!
 //! Everything runs on one thread (a current-thread tokio runtime): the load
 //! generator is meant to be pinned to one core, next to the server on another.
@@ -68,7 +69,8 @@ const CONNECT_CONCURRENCY: usize = 128;
         wsc bench --connects ws://127.0.0.1:12345 -c 8 -d 10s\n  \
         wsc bench --fanout ws://127.0.0.1:12345/channels/bench -c 1000 --rate 100 -d 10s\n  \
         wsc bench --fanout ws://127.0.0.1:12345/channels/bench -c 1000 --rate 100 \\\n      \
-        --publish-url http://127.0.0.1:12345/channels/bench --json\n\n\
+        --publish-url http://127.0.0.1:12345/channels/bench --json\n  \
+        wsc bench --fanout ws://127.0.0.1:6001 --pusher app-key:app-secret:app-id -c 1000 --rate 100\n\n\
         Replies are verified: a text reply must be PREFIX + the message sent (an exact echo\n\
         without --expect-prefix), a binary reply an exact echo, in order. Mismatches count\n\
         as errors. --fanout publications are text: a sequence number and the send time,\n\
@@ -156,6 +158,26 @@ pub struct Args {
     /// For comparing with a Socket.IO server.
     #[arg(long, requires = "publish_url")]
     pub socketio: bool,
+    /// --fanout: the subscribers speak the Pusher Channels protocol 7 to this
+    /// app (a URL without a path gets /app/KEY?protocol=7 appended) and join
+    /// --pusher-channel; publications are signed triggers to the HTTP API,
+    /// POST /apps/APP_ID/events on the same host (or under --publish-url,
+    /// e.g. http://HOST:PORT). For wsd's Pusher mode and Pusher servers.
+    #[arg(
+        long,
+        value_name = "KEY:SECRET:APP_ID",
+        requires = "fanout",
+        conflicts_with = "socketio"
+    )]
+    pub pusher: Option<String>,
+    /// --pusher: the public channel the subscribers join and the events go to.
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "bench",
+        requires = "pusher"
+    )]
+    pub pusher_channel: String,
     /// Bound on each connect + handshake, on each closing handshake, and
     /// (--fanout) on each HTTP publication and on the subscribers' readiness.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = units::parse_duration)]
@@ -242,14 +264,24 @@ impl Args {
         {
             return usage("--rate must be a positive number of messages per second");
         }
+        let mut url = self.url.clone();
         let mode = match (self.idle, self.connects, self.fanout) {
             (true, _, _) => Mode::Idle,
             (_, true, _) => Mode::Connects,
-            (_, _, true) => Mode::Fanout(self.fanout_settings()?),
+            (_, _, true) => {
+                let mut settings = self.fanout_settings()?;
+                if let Some(app) = &settings.pusher {
+                    let (subscribe, api) =
+                        pusher_urls(&self.url, self.publish_url.as_deref(), app)?;
+                    url = subscribe;
+                    settings.publish_url = Some(api);
+                }
+                Mode::Fanout(settings)
+            }
             _ => Mode::Load,
         };
         let plan = Plan {
-            url: self.url.clone(),
+            url,
             connections: self.connections,
             duration: self.duration,
             warmup: self.warmup,
@@ -286,13 +318,51 @@ impl Args {
                     .into(),
             );
         }
+        let pusher = match &self.pusher {
+            Some(value) => Some(
+                fanout::PusherApp::parse(value, &self.pusher_channel)
+                    .map_err(|e| BenchError::Usage(e.to_string()))?,
+            ),
+            None => None,
+        };
         Ok(fanout::Settings {
             rate,
             publish_url: self.publish_url.clone(),
             drain: self.drain,
             socketio: self.socketio,
+            pusher,
         })
     }
+}
+
+/// The subscribers' URL and the HTTP API's base URL of a `--pusher` run:
+/// `/app/KEY?protocol=7...` appended to a `url` that has no path (a `url`
+/// with one is taken as the subscribers' already), and the API at
+/// `publish_url`, else at http:// and the same host.
+fn pusher_urls(
+    url: &str,
+    publish_url: Option<&str>,
+    app: &fanout::PusherApp,
+) -> Result<(String, String), BenchError> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Err(BenchError::BadUrl {
+            url: url.to_owned(),
+            reason: "expected ws://HOST[:PORT][/PATH]",
+        });
+    };
+    let split = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, resource) = rest.split_at(split);
+    let subscribe = if resource.is_empty() || resource == "/" {
+        format!(
+            "{scheme}://{authority}/app/{}?protocol=7&client=wsc-bench&version={}",
+            app.key,
+            env!("CARGO_PKG_VERSION")
+        )
+    } else {
+        url.to_owned()
+    };
+    let api = publish_url.map_or_else(|| format!("http://{authority}"), str::to_owned);
+    Ok((subscribe, api))
 }
 
 /// The entry point of `wsc bench`, with its flags parsed by `wsc`. Prints
@@ -446,5 +516,62 @@ mod tests {
         assert!(plan(&["--fanout", "--rate", "10", "--binary"]).is_err());
         assert!(Args::try_parse_from(["bench", "ws://h", "--publish-url", "http://h/"]).is_err());
         assert!(Args::try_parse_from(["bench", "ws://h", "--fanout", "--idle"]).is_err());
+        let pusher = ["--fanout", "--rate", "10", "--pusher", "k:s:1"];
+        assert!(plan(&pusher).is_ok());
+        assert!(plan(&["--fanout", "--rate", "10", "--pusher", "k:s"]).is_err());
+        assert!(Args::try_parse_from(["bench", "ws://h", "--pusher", "k:s:1"]).is_err());
+        assert!(Args::try_parse_from(["bench", "ws://h", "--pusher-channel", "c"]).is_err());
+    }
+
+    #[test]
+    fn pusher_runs_subscribe_under_app_key_and_publish_to_the_same_host() {
+        let plan = |url: &str, extra: &[&str]| {
+            let mut argv = vec![
+                "bench",
+                url,
+                "--fanout",
+                "--rate",
+                "10",
+                "--pusher",
+                "key:sec:7",
+            ];
+            argv.extend_from_slice(extra);
+            let (mode, plan) = Args::try_parse_from(argv)
+                .expect("parses")
+                .plan()
+                .expect("valid");
+            let Mode::Fanout(settings) = mode else {
+                panic!("not a fan-out plan");
+            };
+            let app = settings.pusher.expect("a Pusher app");
+            (plan.url, settings.publish_url, app.channel)
+        };
+        let version = env!("CARGO_PKG_VERSION");
+        assert_eq!(
+            plan("ws://127.0.0.1:6001", &[]),
+            (
+                format!(
+                    "ws://127.0.0.1:6001/app/key?protocol=7&client=wsc-bench&version={version}"
+                ),
+                Some("http://127.0.0.1:6001".into()),
+                "bench".into()
+            )
+        );
+        assert_eq!(
+            plan(
+                "ws://h:1/prefix/app/key?protocol=7",
+                &[
+                    "--publish-url",
+                    "http://h:2/prefix",
+                    "--pusher-channel",
+                    "c1"
+                ]
+            ),
+            (
+                "ws://h:1/prefix/app/key?protocol=7".into(),
+                Some("http://h:2/prefix".into()),
+                "c1".into()
+            )
+        );
     }
 }

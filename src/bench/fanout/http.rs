@@ -59,19 +59,36 @@ impl HttpPublisher {
     /// timeout). A non-2xx answer is [`ConnError::Refused`], after which the
     /// connection can go on; any other error leaves it unusable.
     pub(crate) async fn post(&mut self, body: &[u8]) -> Result<(), ConnError> {
+        self.post_to(None, "text/plain", body).await
+    }
+
+    /// [`HttpPublisher::post`] to `resource` (path and query) on the same
+    /// server, instead of the URL's, as `content_type`: what the Pusher
+    /// publisher sends, each request with a query signed for its body.
+    pub(crate) async fn post_to(
+        &mut self,
+        resource: Option<&str>,
+        content_type: &str,
+        body: &[u8],
+    ) -> Result<(), ConnError> {
         let timeout = self.timeout;
-        tokio::time::timeout(timeout, self.post_inner(body))
+        tokio::time::timeout(timeout, self.post_inner(resource, content_type, body))
             .await
             .map_err(|_| ConnError::Timeout(timeout))?
     }
 
-    async fn post_inner(&mut self, body: &[u8]) -> Result<(), ConnError> {
+    async fn post_inner(
+        &mut self,
+        resource: Option<&str>,
+        content_type: &str,
+        body: &[u8],
+    ) -> Result<(), ConnError> {
         self.request.clear();
         // Writing into a Vec cannot fail.
         let _ = write!(
             self.request,
-            "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n",
-            self.target.resource,
+            "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+            resource.unwrap_or(&self.target.resource),
             self.target.host_header,
             body.len()
         );

@@ -17,27 +17,33 @@
 //! Accounting, per subscriber connected: `received + lost == publications`
 //! exactly ([`track::Track`]); duplicates and late (out-of-order) arrivals are
 //! counted on top. Layout: `payload` (what a publication holds), `track`,
-//! `publisher` (WebSocket or `http`), and here the phases.
+//! `publisher` (WebSocket or `http`), the peers' protocols (`socketio`,
+//! `pusher`), and here the phases.
 
 mod http;
 mod payload;
 mod publisher;
+mod pusher;
 mod socketio;
 mod track;
 
+use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use tokio::sync::{Notify, watch};
 
-use crate::protocol::Event;
+use crate::protocol::{Event, opcode};
 
 use super::conn::{Conn, ConnError, Target};
 use super::report::{FanoutReport, Latency, Tally, histogram, progress};
 use super::{Plan, load, stopped};
 use payload::{Phase, Stamp};
-use publisher::{Outcome, Publisher};
+use publisher::{Outcome, Publisher, PusherPublisher};
+use pusher::{App, Inbound};
+
+pub(crate) use pusher::App as PusherApp;
 use track::{Arrival, Track};
 
 pub(crate) use payload::HEADER as MIN_SIZE;
@@ -70,6 +76,9 @@ pub(crate) struct Settings {
     pub(crate) drain: Duration,
     /// `--socketio`: subscribers speak Socket.IO v4 (a peer for comparison).
     pub(crate) socketio: bool,
+    /// `--pusher`: subscribers speak the Pusher protocol to this app, and
+    /// publications are signed triggers to the HTTP API at `publish_url`.
+    pub(crate) pusher: Option<App>,
 }
 
 /// What every task of a run shares (one thread, so `Cell`s).
@@ -77,6 +86,10 @@ struct Flow<'a> {
     plan: &'a Plan,
     /// Subscribers speak Socket.IO v4 ([`socketio`]).
     socketio: bool,
+    /// Subscribers speak Pusher ([`pusher`]) to this app's channel.
+    pusher: Option<&'a App>,
+    /// Their `pusher:subscribe`, made once.
+    subscribe: Vec<u8>,
     tally: &'a Tally,
     /// The clock of the send times in publications.
     origin: Instant,
@@ -145,11 +158,14 @@ pub(crate) async fn run(
             return Some(Outcomes::default());
         }
         let max_message = plan.size * 2 + 4096;
-        let publisher = match &http {
-            Some(http) => http::HttpPublisher::open(http.clone(), plan.timeout)
+        let publisher = match (&http, &settings.pusher) {
+            (Some(http), Some(app)) => http::HttpPublisher::open(http.clone(), plan.timeout)
+                .await
+                .map(|p| Publisher::Pusher(PusherPublisher::new(p, app.clone(), &http.resource))),
+            (Some(http), None) => http::HttpPublisher::open(http.clone(), plan.timeout)
                 .await
                 .map(Publisher::Http),
-            None => Conn::open(
+            (None, _) => Conn::open(
                 target,
                 None,
                 plan.timeout,
@@ -169,6 +185,12 @@ pub(crate) async fn run(
         };
         let flow = Flow {
             socketio: settings.socketio,
+            pusher: settings.pusher.as_ref(),
+            subscribe: settings
+                .pusher
+                .as_ref()
+                .map(App::subscribe_message)
+                .unwrap_or_default(),
             plan,
             tally: &tally,
             origin: Instant::now(),
@@ -233,10 +255,16 @@ fn report(
     let per_sec = |n: u64| if secs > 0.0 { n as f64 / secs } else { 0.0 };
     FanoutReport {
         url: plan.url.clone(),
-        publisher: settings
-            .publish_url
-            .clone()
-            .unwrap_or_else(|| "websocket".into()),
+        publisher: match (&settings.publish_url, &settings.pusher) {
+            (Some(url), Some(app)) => format!(
+                "{}{} (Pusher app {})",
+                url.trim_end_matches('/'),
+                app.events_path(""),
+                app.id
+            ),
+            (Some(url), None) => url.clone(),
+            (None, _) => "websocket".into(),
+        },
         subscribers: plan.connections,
         connected: o.tracks.len() as u64,
         connect_failures: tally.failed.get(),
@@ -271,12 +299,12 @@ async fn subscribe(
     mut release: watch::Receiver<bool>,
 ) -> Track {
     let mut track = Track::default();
-    let mut ready = false;
+    let mut state = Subscriber::default();
     if flow.socketio {
         socketio::join(&mut conn);
     }
     let result = loop {
-        if let Err(e) = deliveries(&mut conn, index, &mut track, &mut ready, flow) {
+        if let Err(e) = deliveries(&mut conn, index, &mut track, &mut state, flow) {
             break Err(e);
         }
         tokio::select! {
@@ -306,12 +334,21 @@ async fn subscribe(
     track
 }
 
+/// Where one subscriber is, besides its track.
+#[derive(Default)]
+struct Subscriber {
+    /// It has heard a probe.
+    ready: bool,
+    /// Pusher: its `subscription_succeeded` has arrived.
+    subscribed: bool,
+}
+
 /// Handles the deliveries already read on one subscriber's connection.
 fn deliveries(
     conn: &mut Conn,
     index: usize,
     track: &mut Track,
-    ready: &mut bool,
+    state: &mut Subscriber,
     flow: &Flow<'_>,
 ) -> Result<(), ConnError> {
     while let Some(event) = conn.next_event()? {
@@ -320,13 +357,22 @@ fn deliveries(
             Event::Ping(_) | Event::Pong(_) => continue,
             Event::Close(frame) => return Err(ConnError::server_close(&frame)),
         };
-        let data = if flow.socketio {
+        let packet;
+        let data: Cow<'_, [u8]> = if flow.socketio {
             match socketio::event(conn, &data) {
+                Some(payload) => {
+                    packet = payload;
+                    Cow::Borrowed(&packet)
+                }
+                None => continue,
+            }
+        } else if let Some(app) = flow.pusher {
+            match pusher_delivery(conn, app, &data, index, state, flow) {
                 Some(payload) => payload,
                 None => continue,
             }
         } else {
-            data
+            Cow::Borrowed(&data)
         };
         let stamp = match payload::read(&data, &flow.template) {
             Ok(stamp) => stamp,
@@ -338,8 +384,8 @@ fn deliveries(
                 continue;
             }
         };
-        if !*ready {
-            *ready = true;
+        if !state.ready {
+            state.ready = true;
             flow.ready.set(flow.ready.get() + 1);
             if flow.ready.get() == flow.subscribers {
                 flow.all_ready.notify_one();
@@ -356,6 +402,41 @@ fn deliveries(
         }
     }
     Ok(())
+}
+
+/// Acts on one Pusher message to a subscriber: subscribes once connected,
+/// answers pings, notes refusals; returns the publication an event holds.
+fn pusher_delivery<'d>(
+    conn: &mut Conn,
+    app: &App,
+    message: &'d [u8],
+    index: usize,
+    state: &mut Subscriber,
+    flow: &Flow<'_>,
+) -> Option<Cow<'d, [u8]>> {
+    match pusher::inbound(app, message) {
+        Ok(Inbound::Delivery(data)) => {
+            if !state.subscribed {
+                flow.tally.error(
+                    "pusher protocol",
+                    format_args!("subscriber {index}: an event before subscription_succeeded"),
+                );
+            }
+            return Some(data);
+        }
+        Ok(Inbound::Established) => conn.queue(opcode::TEXT, &flow.subscribe),
+        Ok(Inbound::Subscribed) => state.subscribed = true,
+        Ok(Inbound::Ping) => conn.queue(opcode::TEXT, pusher::PONG),
+        Ok(Inbound::Refused(what)) => flow
+            .tally
+            .error("pusher error", format_args!("subscriber {index}: {what}")),
+        Ok(Inbound::Other) => {}
+        Err(e) => flow.tally.error(
+            "malformed delivery",
+            format_args!("subscriber {index}: {e}"),
+        ),
+    }
+    None
 }
 
 fn nanos_since(origin: Instant) -> u64 {

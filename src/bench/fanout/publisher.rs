@@ -1,5 +1,6 @@
 //! The one publisher of a fan-out run, over either transport: a WebSocket
-//! connection to the subscribers' URL that sends text, or HTTP POSTs.
+//! connection to the subscribers' URL that sends text, or HTTP POSTs (plain,
+//! or Pusher HTTP API triggers signed for each publication).
 
 use std::time::Duration;
 
@@ -7,6 +8,7 @@ use crate::protocol::{Event, opcode};
 
 use super::super::conn::{Conn, ConnError};
 use super::http::HttpPublisher;
+use super::pusher::App;
 
 /// Bytes the WebSocket publisher may have queued and unwritten before it
 /// skips publications: a server that stops reading it must not grow our
@@ -18,6 +20,45 @@ pub(crate) enum Publisher {
     /// it reads and discards its own publications as they come back.
     Ws(Conn),
     Http(HttpPublisher),
+    Pusher(PusherPublisher),
+}
+
+/// Triggers our event on the app's channel through the Pusher HTTP API.
+pub(crate) struct PusherPublisher {
+    http: HttpPublisher,
+    app: App,
+    /// `[PREFIX]/apps/ID/events`.
+    path: String,
+    /// The request body and its resource, kept between publications.
+    body: Vec<u8>,
+    resource: String,
+}
+
+impl PusherPublisher {
+    /// `prefix` is the path the HTTP API lives under ("" at the root).
+    pub(crate) fn new(http: HttpPublisher, app: App, prefix: &str) -> PusherPublisher {
+        PusherPublisher {
+            path: app.events_path(prefix),
+            http,
+            app,
+            body: Vec::new(),
+            resource: String::new(),
+        }
+    }
+
+    async fn trigger(&mut self, data: &[u8]) -> Result<(), ConnError> {
+        self.app.event_body(&mut self.body, data);
+        let query = self
+            .app
+            .signed_query(&self.path, &self.body, super::pusher::now());
+        self.resource.clear();
+        self.resource.push_str(&self.path);
+        self.resource.push('?');
+        self.resource.push_str(&query);
+        self.http
+            .post_to(Some(&self.resource), "application/json", &self.body)
+            .await
+    }
 }
 
 /// What became of one publication handed to [`Publisher::publish`].
@@ -26,6 +67,16 @@ pub(crate) enum Outcome {
     /// The server answered the POST with this non-2xx status line; the
     /// publication did not happen, and the run goes on.
     Refused(String),
+}
+
+impl Outcome {
+    fn of(posted: Result<(), ConnError>) -> Result<Outcome, ConnError> {
+        match posted {
+            Ok(()) => Ok(Outcome::Published),
+            Err(ConnError::Refused(status)) => Ok(Outcome::Refused(status)),
+            Err(e) => Err(e),
+        }
+    }
 }
 
 impl Publisher {
@@ -37,11 +88,8 @@ impl Publisher {
                 conn.queue(opcode::TEXT, message);
                 Ok(Outcome::Published)
             }
-            Publisher::Http(http) => match http.post(message).await {
-                Ok(()) => Ok(Outcome::Published),
-                Err(ConnError::Refused(status)) => Ok(Outcome::Refused(status)),
-                Err(e) => Err(e),
-            },
+            Publisher::Http(http) => Outcome::of(http.post(message).await),
+            Publisher::Pusher(pusher) => Outcome::of(pusher.trigger(message).await),
         }
     }
 
@@ -50,7 +98,7 @@ impl Publisher {
     pub(crate) fn flush(&mut self) -> Result<(), ConnError> {
         match self {
             Publisher::Ws(conn) => conn.flush(),
-            Publisher::Http(_) => Ok(()),
+            Publisher::Http(_) | Publisher::Pusher(_) => Ok(()),
         }
     }
 
@@ -78,7 +126,7 @@ impl Publisher {
                 }
             },
             // Nothing arrives unasked over HTTP.
-            Publisher::Http(_) => std::future::pending().await,
+            Publisher::Http(_) | Publisher::Pusher(_) => std::future::pending().await,
         }
     }
 
@@ -86,7 +134,7 @@ impl Publisher {
     pub(crate) async fn close(&mut self, timeout: Duration) -> Result<(), ConnError> {
         match self {
             Publisher::Ws(conn) => conn.close(timeout).await,
-            Publisher::Http(_) => Ok(()),
+            Publisher::Http(_) | Publisher::Pusher(_) => Ok(()),
         }
     }
 }
