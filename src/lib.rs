@@ -34,7 +34,8 @@
 //!   (`protocol`'s decoder and encoder, compressed when agreed), the
 //!   connection loop (kept apart from terminal I/O), and the console.
 //! - [`bench`]: `wsc bench`, the load generator (its own raw WebSocket client
-//!   on tokio, sharing `protocol`'s decoder and encoder).
+//!   on tokio, sharing `protocol`'s decoder and encoder, and `pusher`'s
+//!   request signing for its Pusher mode).
 //! - [`exit`]: the process exit codes both binaries use.
 //!
 //! Dependencies run one way: binaries -> `server` (with `console` beside it:

@@ -18,11 +18,10 @@
 use std::borrow::Cow;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use hmac::{Hmac, KeyInit, Mac};
-use md5::{Digest, Md5};
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use sha2::Sha256;
+
+use crate::pusher::sign;
 
 /// What the bench's publications are called: the event name, and (unless
 /// `--pusher-channel` says otherwise) the channel.
@@ -112,9 +111,9 @@ impl App {
         let query = format!(
             "auth_key={}&auth_timestamp={timestamp}&auth_version=1.0&body_md5={}",
             self.key,
-            hex(&Md5::digest(body))
+            sign::body_md5(body)
         );
-        let signature = sign(&self.secret, &format!("POST\n{path}\n{query}"));
+        let signature = sign::sign(&self.secret, format!("POST\n{path}\n{query}").as_bytes());
         format!("{query}&auth_signature={signature}")
     }
 }
@@ -125,25 +124,6 @@ pub(crate) fn now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
-}
-
-/// HMAC-SHA256 of `text` with `secret`, in lowercase hex.
-fn sign(secret: &str, text: &str) -> String {
-    // HMAC takes a key of any length: this cannot fail.
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret.as_bytes())
-        .expect("HMAC accepts any key length");
-    mac.update(text.as_bytes());
-    hex(&mac.finalize().into_bytes())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(DIGITS[usize::from(b >> 4)] as char);
-        out.push(DIGITS[usize::from(b & 0xF)] as char);
-    }
-    out
 }
 
 /// One message from the server, as a subscriber sees it.
@@ -235,7 +215,7 @@ mod tests {
     #[test]
     fn a_trigger_is_signed_as_the_pusher_http_api_reference_signs_it() {
         let body = br#"{"name":"foo","channels":["project-3"],"data":"{\"some\":\"data\"}"}"#;
-        assert_eq!(hex(&Md5::digest(body)), "ec365a775a4cd0599faeb73354201b6f");
+        assert_eq!(sign::body_md5(body), "ec365a775a4cd0599faeb73354201b6f");
         let query = app().signed_query("/apps/3/events", body, 1_353_088_179);
         assert_eq!(
             query,
