@@ -534,6 +534,10 @@ async fn a_slow_subscriber_is_ended_while_a_hundred_fast_ones_get_every_publicat
     // Whichever comes first ends it: the queue overflowing, or the socket
     // taking nothing for a second (the kernel's buffers may absorb the lot).
     config.session.write_timeout = Duration::from_secs(1);
+    // It never answers a ping: on a loaded machine, connecting the hundred
+    // others can outlast a short client_timeout, and the heartbeat would end
+    // it first, as a heartbeat timeout.
+    config.session.client_timeout = Duration::from_secs(120);
     config.server.max_connections = 1000;
     let wsd = TestWsd::start(config);
     // A subscriber that never reads, with a tiny receive buffer.
@@ -583,7 +587,11 @@ async fn a_slow_subscriber_is_ended_while_a_hundred_fast_ones_get_every_publicat
         wsd.closed("slow_consumer").await == Some(1.0)
     })
     .await;
-    assert!(ended, "the slow subscriber was not ended");
+    assert!(
+        ended,
+        "the slow subscriber was not ended as a slow consumer (heartbeat timeouts: {:?})",
+        wsd.closed("heartbeat_timeout").await
+    );
     wsd.wait_subscriptions(100).await;
 }
 
