@@ -340,28 +340,50 @@ async fn trigger(state: &AppState, app: &App, event: &Checked) -> Result<(), Api
     Ok(())
 }
 
+/// A Pusher channel name's kind and its name in the engine.
+fn lookup(app: &App, name: &str) -> Result<(ChannelKind, ChannelName), ApiError> {
+    let kind = ChannelKind::of(name).ok_or_else(|| bad("invalid channel name"))?;
+    Ok((kind, engine_name(app, name)?))
+}
+
 /// A channel's attributes for `info` (on this instance for
-/// `subscription_count`; the engine's for `user_count`).
+/// `subscription_count`; the engine's for `user_count`), reading only the
+/// counts asked for.
 async fn attributes(
     state: &AppState,
     app: &App,
     name: &str,
     info: &HashSet<&str>,
 ) -> Result<Map<String, Value>, ApiError> {
-    let channel = engine_name(app, name)?;
-    let kind = ChannelKind::of(name).ok_or_else(|| bad("invalid channel name"))?;
+    let (kind, channel) = lookup(app, name)?;
+    let users = if info.contains("user_count") && kind.privacy == Privacy::Presence {
+        user_ids(state, &channel).await?.len()
+    } else {
+        0
+    };
+    let subscribers = if info.contains("subscription_count") {
+        subscribers(state, &channel).await?
+    } else {
+        0
+    };
+    counts(&kind, info, subscribers, users)
+}
+
+/// The `info` attributes from counts already read.
+fn counts(
+    kind: &ChannelKind,
+    info: &HashSet<&str>,
+    subscribers: usize,
+    users: usize,
+) -> Result<Map<String, Value>, ApiError> {
     let mut out = Map::new();
     if info.contains("user_count") {
         if kind.privacy != Privacy::Presence {
             return Err(bad("user_count is only for presence channels"));
         }
-        out.insert(
-            "user_count".into(),
-            user_ids(state, &channel).await?.len().into(),
-        );
+        out.insert("user_count".into(), users.into());
     }
     if info.contains("subscription_count") {
-        let subscribers = subscribers(state, &channel).await?;
         out.insert("subscription_count".into(), subscribers.into());
     }
     Ok(out)
@@ -554,13 +576,12 @@ async fn channel(
     let (id, name) = path.into_inner();
     let run = async {
         let (app, params) = authenticate(&req, &state, &id, &[])?;
-        let kind = ChannelKind::of(&name).ok_or_else(|| bad("invalid channel name"))?;
+        let (kind, channel) = lookup(app, &name)?;
         let info = params
             .iter()
             .find(|(k, _)| k == "info")
             .map(|(_, v)| v.as_str());
         let info = wanted(info);
-        let channel = engine_name(app, &name)?;
         let subscribers = subscribers(&state, &channel).await?;
         let users = if kind.privacy == Privacy::Presence {
             user_ids(&state, &channel).await?.len()
@@ -569,7 +590,8 @@ async fn channel(
         };
         let mut out = Map::new();
         out.insert("occupied".into(), (subscribers > 0 || users > 0).into());
-        out.extend(attributes(&state, app, &name, &info).await?);
+        // The counts just read serve `info` too.
+        out.extend(counts(&kind, &info, subscribers, users)?);
         if info.contains("cache") && kind.cache {
             let history = state
                 .channels()
@@ -603,11 +625,10 @@ async fn users(
     let (id, name) = path.into_inner();
     let run = async {
         let (app, _) = authenticate(&req, &state, &id, &[])?;
-        let kind = ChannelKind::of(&name).ok_or_else(|| bad("invalid channel name"))?;
+        let (kind, channel) = lookup(app, &name)?;
         if kind.privacy != Privacy::Presence {
             return Err(bad("users are listed only for presence channels"));
         }
-        let channel = engine_name(app, &name)?;
         let users: Vec<Value> = user_ids(&state, &channel)
             .await?
             .into_iter()
