@@ -8,8 +8,8 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use common::{TestWsd, test_config, tools};
 use wsd::config::{Config, NamespaceConfig, RequireKey};
@@ -40,54 +40,23 @@ fn run_suite(suite: &str, wsd: &TestWsd, extra: &[&str]) -> String {
     let package = tools::node_package("tests/browser");
     let chromium = tools::chromium();
     let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("browser-{suite}"));
-    let mut child = Command::new("node")
+    let mut command = Command::new("node");
+    command
         .arg(package.join("console.mjs"))
         .arg(suite)
         .arg(format!("http://{}", wsd.addr()))
         .arg(&chromium)
         .arg(&out)
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run node: {e}"));
-    let deadline = Instant::now() + RUN_BOUND;
-    while child.try_wait().ok().flatten().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let output = child.wait_with_output().expect("node's output");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "the {suite} suite failed ({}); screenshots in {}\n--- stdout\n{stdout}--- stderr\n{stderr}",
-        output.status,
-        out.display()
-    );
-    println!("{stdout}");
-    stdout
-}
-
-fn assert_ran(stdout: &str, checks: &[&str]) {
-    for check in checks {
-        assert!(
-            stdout
-                .lines()
-                .any(|l| l.starts_with("ok - ") && l.contains(check)),
-            "no passed check about {check:?} in:\n{stdout}"
-        );
-    }
+        .args(extra);
+    let what = format!("the {suite} suite (screenshots in {})", out.display());
+    tools::run_script(command, &what, RUN_BOUND)
 }
 
 #[test]
 fn the_console_works_in_a_real_browser() {
     let wsd = TestWsd::start(config());
     let stdout = run_suite("open", &wsd, &[]);
-    assert_ran(
+    tools::assert_ran(
         &stdout,
         &[
             "lands on /console",
@@ -125,7 +94,7 @@ fn a_console_that_requires_a_key_asks_for_it_in_the_browser() {
     config.channels.api_keys = vec![API_KEY.into()];
     let wsd = TestWsd::start(config);
     let stdout = run_suite("key", &wsd, &[API_KEY]);
-    assert_ran(
+    tools::assert_ran(
         &stdout,
         &[
             "asks for it",

@@ -477,14 +477,7 @@ async fn the_http_api_lists_channels_and_gives_state_and_history() {
     wsd.wait_subscriptions(1).await;
     publish(&wsd, "listed", "text/plain", b"a").await;
     publish(&wsd, "kept", "text/plain", b"b").await;
-    let mut res = wsd.get("/channels").send().await.unwrap();
-    let list: Value = res.json().await.unwrap();
-    let names: Vec<&str> = list["channels"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["channel"].as_str().unwrap())
-        .collect();
+    let (names, _) = wsd.channel_names().await;
     assert_eq!(names, ["kept", "listed"]);
     let mut res = wsd.get("/channels/listed").send().await.unwrap();
     let state: Value = res.json().await.unwrap();

@@ -10,7 +10,7 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::redis::{Cluster, RedisServer};
@@ -52,32 +52,9 @@ fn config() -> Config {
     config
 }
 
-/// Runs `program args` (bounded); returns its stdout after asserting it
-/// succeeded.
-fn run(mut command: Command, what: &str) -> String {
-    let mut child = command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
-    let deadline = Instant::now() + RUN_BOUND;
-    while child.try_wait().ok().flatten().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let output = child.wait_with_output().expect("the script's output");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "{what} failed ({})\n--- stdout\n{stdout}--- stderr\n{stderr}",
-        output.status
-    );
-    println!("{stdout}");
-    stdout
+/// Runs a script (bounded by [`RUN_BOUND`]); its stdout, once it succeeded.
+fn run(command: Command, what: &str) -> String {
+    tools::run_script(command, what, RUN_BOUND)
 }
 
 /// Runs suite `suite` of `tests/pusher/clients.mjs` with `args`.
@@ -96,22 +73,11 @@ fn host_port(wsd: &TestWsd) -> Vec<String> {
     vec![wsd.addr().ip().to_string(), wsd.addr().port().to_string()]
 }
 
-fn assert_ran(stdout: &str, checks: &[&str]) {
-    for check in checks {
-        assert!(
-            stdout
-                .lines()
-                .any(|l| l.starts_with("ok - ") && l.contains(check)),
-            "check {check:?} did not pass:\n{stdout}"
-        );
-    }
-}
-
 #[test]
 fn pusher_js_and_the_node_sdk_subscribe_trigger_authorize_exclude_cache_and_client_events() {
     let wsd = TestWsd::start(config());
     let out = node_suite("basics", &host_port(&wsd));
-    assert_ran(
+    tools::assert_ran(
         &out,
         &[
             "connection_established with socket_id",
@@ -137,7 +103,7 @@ fn pusher_js_and_the_node_sdk_subscribe_trigger_authorize_exclude_cache_and_clie
 fn laravel_echo_presence_members_whispers_and_channel_info() {
     let wsd = TestWsd::start(config());
     let out = node_suite("presence", &host_port(&wsd));
-    assert_ran(
+    tools::assert_ran(
         &out,
         &[
             "presence members across two Laravel Echo clients",
@@ -153,7 +119,7 @@ fn laravel_echo_presence_members_whispers_and_channel_info() {
 fn signin_server_to_user_messages_and_terminate_connections() {
     let wsd = TestWsd::start(config());
     let out = node_suite("users", &host_port(&wsd));
-    assert_ran(
+    tools::assert_ran(
         &out,
         &[
             "pusher:signin with the SDK authenticateUser",
@@ -178,7 +144,7 @@ fn webhooks_are_batched_signed_and_retried() {
     let mut args = host_port(&wsd);
     args.push(port.to_string());
     let out = node_suite("webhooks", &args);
-    assert_ran(
+    tools::assert_ran(
         &out,
         &[
             "channel_occupied, POSTed again after the receiver failed once, signed",
@@ -193,7 +159,7 @@ fn webhooks_are_batched_signed_and_retried() {
 fn the_http_api_checks_signatures_timestamps_app_ids_and_limits() {
     let wsd = TestWsd::start(config());
     let out = node_suite("signatures", &host_port(&wsd));
-    assert_ran(
+    tools::assert_ran(
         &out,
         &[
             "a correctly signed request is accepted",
@@ -217,7 +183,7 @@ fn with_redis_an_event_triggered_on_one_instance_reaches_pusher_js_on_another() 
     let mut args = host_port(&cluster.nodes[0]);
     args.extend(host_port(&cluster.nodes[1]));
     let out = node_suite("redis", &args);
-    assert_ran(
+    tools::assert_ran(
         &out,
         &[
             "an event triggered on instance A reaches pusher-js on instance B",
@@ -239,7 +205,7 @@ fn pusher_js_in_headless_chromium_gets_an_sdk_event() {
         .arg(&chromium)
         .current_dir(&package);
     let out = run(command, "the browser page");
-    assert_ran(
+    tools::assert_ran(
         &out,
         &[
             "pusher-js in Chromium connected",
@@ -463,15 +429,8 @@ async fn pusher_channels_are_engine_channels_listed_like_any_other() {
     .await;
     json_message(&mut ws).await;
     wsd.wait_subscriptions(1).await;
-    let mut res = wsd.get("/channels").send().await.unwrap();
-    let list: Value = res.json().await.unwrap();
-    let names: Vec<&str> = list["channels"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["channel"].as_str().unwrap())
-        .collect();
-    assert!(names.contains(&"pusher.1001:lobby"), "{list}");
+    let (names, list) = wsd.channel_names().await;
+    assert!(names.iter().any(|n| n == "pusher.1001:lobby"), "{list}");
     // The channel protocol cannot reach into an app's namespace.
     let refused =
         tokio_tungstenite::connect_async(format!("ws://{}/channels/pusher.1001:lobby", wsd.addr()))
@@ -506,7 +465,7 @@ fn the_python_sdk_triggers_authorizes_and_reads_channels() {
         let out = actix_rt::task::spawn_blocking(move || run(command, "tests/pusher/sdk.py"))
             .await
             .unwrap();
-        assert_ran(
+        tools::assert_ran(
             &out,
             &[
                 "trigger accepted",

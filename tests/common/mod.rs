@@ -106,6 +106,20 @@ impl TestWsd {
         self.client.get(format!("http://{}{path}", self.addr))
     }
 
+    /// The channel names `GET /channels` lists, in its order, and the
+    /// whole answer (for a failure's message).
+    pub async fn channel_names(&self) -> (Vec<String>, serde_json::Value) {
+        let mut res = self.get("/channels").send().await.expect("GET /channels");
+        let list: serde_json::Value = res.json().await.expect("/channels JSON");
+        let names = list["channels"]
+            .as_array()
+            .expect("a channels array")
+            .iter()
+            .map(|c| c["channel"].as_str().expect("a channel name").to_owned())
+            .collect();
+        (names, list)
+    }
+
     /// A POST to this server (plain HTTP).
     pub fn post(&self, path: &str) -> awc::ClientRequest {
         assert!(!self.tls, "TestWsd::post speaks plain HTTP");

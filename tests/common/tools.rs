@@ -5,8 +5,9 @@
 //! hint; nothing is skipped. `.ci/run` installs them on a fresh machine.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// One installer at a time per test binary: tests run in parallel threads,
 /// and two `npm ci` (or `pip install`) runs into one directory would clash.
@@ -152,4 +153,45 @@ pub fn python() -> PathBuf {
     std::fs::write(&stamp, &wanted)
         .unwrap_or_else(|e| panic!("cannot write {}: {e}", stamp.display()));
     python
+}
+
+/// Runs a test script to its end, killing it once `bound` has passed, and
+/// returns its stdout after asserting that it succeeded; `what` names it
+/// in the failure, beside its stdout and stderr.
+pub fn run_script(mut command: Command, what: &str, bound: Duration) -> String {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    let deadline = Instant::now() + bound;
+    while child.try_wait().ok().flatten().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let output = child.wait_with_output().expect("the script's output");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "{what} failed ({})\n--- stdout\n{stdout}--- stderr\n{stderr}",
+        output.status
+    );
+    println!("{stdout}");
+    stdout
+}
+
+/// Asserts that a script's `ok - ...` lines include one about each check.
+pub fn assert_ran(stdout: &str, checks: &[&str]) {
+    for check in checks {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.starts_with("ok - ") && l.contains(check)),
+            "no passed check about {check:?} in:\n{stdout}"
+        );
+    }
 }
