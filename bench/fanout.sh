@@ -222,9 +222,6 @@ cell() {
         awk '{ printf "%s%s", (NR > 1 ? ", " : ""), ($1 + 0 >= 100 ? sprintf("%.0f", $1) : sprintf("%.2f", $1)) }')
     awk -v m="$m" -v r="$reps" 'BEGIN { printf (m + 0 >= 100 ? "%.0f" : "%.2f") " (%s)", m, r }'
 }
-ratio() { # a b
-    awk -v a="$1" -v b="$2" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.2f", a / b; else printf "n/a" }'
-}
 
 echo
 echo "Fan-out on loopback: $(uname -r), $CORES cores$([ ${#SERVER_PIN[@]} -gt 0 ] && echo ', server on core 0, load on core 1'), 64 B text published over $PUBLISH, DURATION=$DURATION, median (per rep) of REPS=$REPS"

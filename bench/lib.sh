@@ -89,11 +89,7 @@ idle_rss() {
         ${SOURCES:+--sources "$SOURCES"} ${IDLE_FLAGS:-} --json >"$TMP/idle.json" 2>"$TMP/idle.err" &
     idle_pid=$!
     # Wait (bounded) until the server holds the connections, then let it settle.
-    for _ in $(seq 300); do
-        [ "$(ls "/proc/$pid/fd" | wc -l)" -ge "$n" ] && break
-        kill -0 "$idle_pid" 2>/dev/null || break
-        sleep 0.1
-    done
+    wait_fds "$pid" "$n" "$idle_pid" 300
     sleep 1
     rss1=$(rss_kib "$pid")
     wait "$idle_pid" || failed=1
@@ -108,4 +104,20 @@ median() {
         awk -v k="$2" '$1 == k { print $2 }' "$TMP/result.$1.$rep"
     done | sort -g | awk '{ v[NR] = $1 } END {
         if (NR == 0) print "n/a"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+# wait_fds SERVER_PID N CLIENT_PID TRIES: waits (TRIES tenths of a second at
+# most) until the server holds N open files, or the client has exited.
+wait_fds() {
+    local server=$1 n=$2 client=$3 tries=$4
+    for _ in $(seq "$tries"); do
+        [ "$(ls "/proc/$server/fd" | wc -l)" -ge "$n" ] && return 0
+        kill -0 "$client" 2>/dev/null || return 0
+        sleep 0.1
+    done
+}
+
+# ratio A B: A/B to two decimals, or n/a when either is missing or zero.
+ratio() {
+    awk -v a="$1" -v b="$2" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.2f", a / b; else printf "n/a" }'
 }

@@ -137,11 +137,7 @@ run() {
     pid=$!
     # Wait (bounded) until the server holds every subscriber, then past the
     # probes and the warm-up: the ramp is not what is measured.
-    for _ in $(seq 600); do
-        [ "$(ls "/proc/$SERVER_PID/fd" | wc -l)" -ge "$n" ] && break
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
+    wait_fds "$SERVER_PID" "$n" "$pid" 600
     sleep "$(awk -v w="${WARMUP%s}" 'BEGIN { print w + 1 }')"
     half=$(awk -v d="${DURATION%s}" 'BEGIN { print d / 2 }')
     t0=$(ticks)
@@ -189,7 +185,6 @@ cell() {
         awk '{ printf "%s%s", (NR > 1 ? ", " : ""), ($1 + 0 >= 100 ? sprintf("%.0f", $1) : sprintf("%.2f", $1)) }')
     awk -v m="$m" -v r="$reps" 'BEGIN { printf (m + 0 >= 100 ? "%.0f" : "%.2f") " (%s)", m, r }'
 }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.2f", a / b; else printf "n/a" }'; }
 
 echo
 echo "Pusher fan-out on loopback: $(uname -r), $CORES cores$([ ${#SERVER_PIN[@]} -gt 0 ] && echo ', server on core 0, load on core 1'), 64 B publications triggered by signed HTTP POST, DURATION=$DURATION, median (per rep) of REPS=$REPS"
